@@ -1,0 +1,307 @@
+"""Gate and model configuration: pydantic models at the edge, located errors on bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from evalgate.errors import ConfigError, MissingSecretError, Problem
+from evalgate.sim import SimProfile
+from evalgate.yamlio import LineMap, load_yaml, problems_from_validation, read_text
+
+# Metrics a gate can hold thresholds on, with the direction in which "worse" lies.
+METRICS: dict[str, str] = {
+    "latency_p50_ms": "lower is better",
+    "latency_p95_ms": "lower is better",
+    "latency_p99_ms": "lower is better",
+    "cost_per_request_usd": "lower is better",
+    "cost_per_1k_usd": "lower is better",
+    "tokens_in_mean": "lower is better",
+    "tokens_out_mean": "lower is better",
+    "error_rate": "lower is better",
+    "hallucination_rate": "lower is better",
+    "pass_rate": "higher is better",
+}
+
+CONFIG_FILE_NAMES = ("evalgate.yaml", "evalgate.yml")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Threshold(Strict):
+    """An absolute bound on one metric; `max` for lower-is-better metrics, `min` for the others."""
+
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Threshold:
+        if self.max is None and self.min is None:
+            raise ValueError("give at least one of 'max' or 'min'")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"'min' ({self.min}) is above 'max' ({self.max})")
+        return self
+
+
+class GateSettings(Strict):
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    on_inconclusive: Literal["fail", "warn", "pass"] = "fail"
+    metrics: dict[str, Threshold] = Field(default_factory=dict)
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, Threshold]) -> dict[str, Threshold]:
+        unknown = sorted(set(value) - set(METRICS))
+        if unknown:
+            raise ValueError(
+                f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}"
+            )
+        return value
+
+
+class ReportSettings(Strict):
+    dir: str = "reports"
+
+
+class GateConfig(Strict):
+    """The gate config: `evalgate.yaml`, or `[tool.evalgate]` in pyproject.toml."""
+
+    candidate: str
+    canaries: list[str] = Field(default_factory=lambda: ["canaries"])
+    rubrics: list[str] = Field(default_factory=lambda: ["rubrics"])
+    default_rubric: str | None = None
+    samples: int = Field(1, ge=1, le=1000)
+    concurrency: int = Field(16, ge=1, le=4096)
+    canary_failures: Literal["fail", "report"] = "fail"
+    gate: GateSettings = Field(default_factory=GateSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
+
+    @field_validator("canaries", "rubrics", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class Pricing(Strict):
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
+
+
+class RateLimit(Strict):
+    rpm: float = Field(gt=0)
+
+
+class HttpSpec(Strict):
+    """A generic in-house endpoint: a jinja2 request body template and paths into the reply."""
+
+    url: str
+    method: Literal["POST", "PUT"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str = '{"prompt": {{ prompt | tojson }}}'
+    text_path: str = "text"
+    input_tokens_path: str | None = None
+    output_tokens_path: str | None = None
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
+
+
+Provider = Literal["openai", "anthropic", "http", "callable", "sim"]
+DEFAULT_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com/v1",
+}
+
+
+class ModelConfig(Strict):
+    """One model configuration under test (candidate) or compared against (baseline)."""
+
+    name: str | None = None
+    provider: Provider
+    base_url: str | None = None
+    model: str = ""
+    api_key_env: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    system_prompt: str | None = None
+    system_prompt_file: str | None = None
+    prompt_template: str | None = None
+    prompt_template_file: str | None = None
+    pricing: Pricing = Field(default_factory=Pricing)
+    timeout_s: float = Field(60.0, gt=0)
+    deadline_s: float | None = Field(None, gt=0)
+    max_retries: int = Field(3, ge=0, le=20)
+    max_retry_after_s: float = Field(60.0, ge=0)
+    rate_limit: RateLimit | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    http: HttpSpec | None = None
+    callable: str | None = None
+    sim: SimProfile | None = None
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> ModelConfig:
+        if self.system_prompt and self.system_prompt_file:
+            raise ValueError("give 'system_prompt' or 'system_prompt_file', not both")
+        if self.prompt_template and self.prompt_template_file:
+            raise ValueError("give 'prompt_template' or 'prompt_template_file', not both")
+        if self.provider in ("openai", "anthropic") and not self.model:
+            raise ValueError(f"provider {self.provider!r} needs 'model'")
+        if self.provider == "http" and self.http is None:
+            raise ValueError("provider 'http' needs an 'http' section (url, body, text_path)")
+        if self.provider == "callable" and not self.callable:
+            raise ValueError("provider 'callable' needs 'callable: package.module:function'")
+        if self.callable and ":" not in self.callable:
+            raise ValueError("'callable' must look like 'package.module:function'")
+        if self.sim is not None and self.provider != "sim":
+            raise ValueError("'sim' (a simulator profile) only goes with provider 'sim'")
+        return self
+
+    @property
+    def total_deadline_s(self) -> float:
+        """Deadline for one call including its retries."""
+        if self.deadline_s is not None:
+            return self.deadline_s
+        return self.timeout_s * (self.max_retries + 1) + min(self.max_retry_after_s, 60.0)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A validated model config with its files resolved (prompts read, name settled)."""
+
+    config: ModelConfig
+    path: Path
+    name: str
+    system_prompt: str | None
+    prompt_template: str | None
+
+    def fingerprint(self) -> str:
+        """Changes whenever anything that can change an answer or its price changes."""
+        payload = self.config.model_dump(
+            mode="json", exclude={"name", "system_prompt_file", "prompt_template_file"}
+        )
+        payload["system_prompt"] = self.system_prompt
+        payload["prompt_template"] = self.prompt_template
+        return _digest(payload)
+
+    def api_key(self) -> str | None:
+        """The API key from the environment; never stored, logged or written anywhere."""
+        env = self.config.api_key_env
+        if not env:
+            return None
+        value = os.environ.get(env)
+        if not value:
+            raise MissingSecretError(
+                Problem(str(self.path), f"environment variable {env} is not set (the API key)",
+                        None, "api_key_env")
+            )
+        return value
+
+
+def _digest(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def validate(model: type[BaseModel], data: Any, file: str, lines: LineMap) -> Any:
+    """Validate `data` as `model`, raising one ConfigError that lists every located problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(Problem(file, f"expected a mapping of fields, got {type(data).__name__}",
+                                  lines.line_of(())))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(problems_from_validation(exc, file, lines)) from None
+
+
+def display_path(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load_model_config(path: Path, root: Path) -> LoadedModel:
+    shown = display_path(path, root)
+    data, lines = load_yaml(path, shown)
+    config: ModelConfig = validate(ModelConfig, data, shown, lines)
+
+    def side_file(name: str | None, field: str) -> str | None:
+        if name is None:
+            return None
+        return read_text(path.parent / name, f"{shown} ({field}: {name})")
+
+    system_prompt = config.system_prompt or side_file(config.system_prompt_file,
+                                                      "system_prompt_file")
+    template = config.prompt_template or side_file(config.prompt_template_file,
+                                                   "prompt_template_file")
+    if template is not None:
+        from evalgate.templating import check_template
+
+        check_template(template, shown, lines.line_of(("prompt_template",)), "prompt_template")
+    return LoadedModel(config, path, config.name or path.stem, system_prompt, template)
+
+
+@dataclass(frozen=True)
+class LoadedGate:
+    config: GateConfig
+    path: Path
+    root: Path
+
+    def resolve(self, relative: str) -> Path:
+        return (self.root / relative).resolve()
+
+    def fingerprint(self) -> str:
+        return _digest(self.config.model_dump(mode="json"))
+
+
+def find_gate_config(rootdir: Path, explicit: str | None) -> Path:
+    if explicit:
+        path = Path(explicit)
+        if not path.exists():
+            raise ConfigError(Problem(explicit, "gate config file not found"))
+        return path
+    for name in CONFIG_FILE_NAMES:
+        if (rootdir / name).exists():
+            return rootdir / name
+    pyproject = rootdir / "pyproject.toml"
+    if pyproject.exists() and "evalgate" in (_read_toml(pyproject) or {}).get("tool", {}):
+        return pyproject
+    raise ConfigError(
+        Problem(str(rootdir), "no gate config: create evalgate.yaml, add [tool.evalgate] to "
+                "pyproject.toml, or pass --evalgate-config FILE")
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any] | None:
+    try:
+        return tomllib.loads(read_text(path, str(path)))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(Problem(str(path), f"invalid TOML: {exc}")) from None
+
+
+def load_gate_config(path: Path) -> LoadedGate:
+    root = path.parent.resolve()
+    shown = path.name
+    if path.suffix == ".toml":
+        data = (_read_toml(path) or {}).get("tool", {}).get("evalgate")
+        # tomllib keeps no positions: point every problem at the table's header line.
+        text = read_text(path, shown)
+        header = next((i for i, raw in enumerate(text.splitlines(), 1)
+                       if raw.strip() == "[tool.evalgate]"), None)
+        lines = LineMap({(): header} if header else {})
+        shown = f"{path.name} [tool.evalgate]"
+    else:
+        data, lines = load_yaml(path, shown)
+    return LoadedGate(validate(GateConfig, data, shown, lines), path, root)

@@ -1,0 +1,63 @@
+"""Thresholds applied to metrics: a verdict per guardrail and one for the gate, with reasons."""
+
+from __future__ import annotations
+
+from evalgate.config import GateSettings
+from evalgate.results import MetricVerdict, ThresholdOut, Verdict
+
+
+
+def fmt(metric: str, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if metric.endswith("_rate"):
+        return f"{value:.1%}"
+    if metric.endswith("_usd"):
+        return f"${value:.6g}"
+    if metric.endswith("_ms"):
+        return f"{value:.0f} ms"
+    return f"{value:.4g}"
+
+
+def judge_metric(metric: str, value: float | None, low: float | None,
+                 high: float | None) -> MetricVerdict:
+    threshold = ThresholdOut(max=high, min=low)
+    if value is None:
+        return MetricVerdict(metric=metric, value=None, threshold=threshold,
+                             verdict="INCONCLUSIVE",
+                             reason=f"cannot decide {metric}: no data (no answered calls)")
+    problems = []
+    if high is not None and value > high:
+        problems.append(f"above the maximum {fmt(metric, high)}")
+    if low is not None and value < low:
+        problems.append(f"below the minimum {fmt(metric, low)}")
+    bounds = " and ".join(b for b in (
+        f"max {fmt(metric, high)}" if high is not None else "",
+        f"min {fmt(metric, low)}" if low is not None else "") if b)
+    if problems:
+        return MetricVerdict(metric=metric, value=value, threshold=threshold, verdict="FAIL",
+                             reason=f"{metric} is {fmt(metric, value)}, {' and '.join(problems)}")
+    return MetricVerdict(metric=metric, value=value, threshold=threshold, verdict="PASS",
+                         reason=f"{metric} is {fmt(metric, value)}, within {bounds}")
+
+
+def decide(settings: GateSettings, metrics: dict[str, float | None]
+           ) -> tuple[list[MetricVerdict], Verdict]:
+    verdicts = [judge_metric(name, metrics.get(name), t.min, t.max)
+                for name, t in settings.metrics.items()]
+    overall = overall_verdict([v.verdict for v in verdicts])
+    return verdicts, overall
+
+
+def overall_verdict(verdicts: list[Verdict]) -> Verdict:
+    """FAIL if any guardrail fails; PASS only if every one passes; INCONCLUSIVE otherwise."""
+    if "FAIL" in verdicts:
+        return "FAIL"
+    if "INCONCLUSIVE" in verdicts:
+        return "INCONCLUSIVE"
+    return "PASS"
+
+
+def blocks(verdict: Verdict, on_inconclusive: str) -> bool:
+    """Does this verdict fail its test item (and so the CI job)?"""
+    return verdict == "FAIL" or (verdict == "INCONCLUSIVE" and on_inconclusive == "fail")

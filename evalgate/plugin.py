@@ -1,0 +1,29 @@
+"""pytest entry point (`pytest11`). Costs nothing unless `--evalgate` is given: the engine,
+httpx, pydantic and scipy are imported only then."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("evalgate", "evalgate: LLM evaluation gate")
+    group.addoption("--evalgate", action="store_true", default=False,
+                    help="run the evaluation gate: canaries against the candidate model config")
+    group.addoption("--evalgate-config", metavar="FILE", default=None,
+                    help="gate config (default: evalgate.yaml or [tool.evalgate] in "
+                         "pyproject.toml at the rootdir)")
+    group.addoption("--evalgate-concurrency", metavar="N", type=int, default=None,
+                    help="concurrent model calls (overrides the gate config)")
+    group.addoption("--evalgate-report-dir", metavar="DIR", default=None,
+                    help="where reports are written (default: the gate config's report.dir, "
+                         "'reports')")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("evalgate"):
+        return
+    from evalgate.pytest_gate import GateSession
+
+    config.pluginmanager.register(GateSession.from_config(config), "evalgate-session")

@@ -1,0 +1,131 @@
+"""What every provider shares: the reply, the fault taxonomy, and status classification."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    finish_reason: str | None = None
+
+
+class ProviderError(Exception):
+    """A failed attempt, classified: is it worth retrying, and how long the server asked to wait."""
+
+    def __init__(self, error_class: str, message: str, *, retryable: bool,
+                 status: int | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.retryable = retryable
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+
+
+class CallInput(Protocol):
+    """What a provider needs to know about one call (a PlannedCall satisfies it)."""
+
+    @property
+    def messages(self) -> list[dict[str, str]]: ...
+
+    @property
+    def sample(self) -> int: ...
+
+
+class HttpProvider(Protocol):
+    def build(self, call: Any) -> HttpRequest: ...
+
+    def parse(self, response: httpx.Response) -> Reply: ...
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+RETRYABLE_STATUSES = {408: "timeout", 409: "conflict", 425: "too_early", 429: "rate_limited",
+                      500: "server_error", 502: "bad_gateway", 503: "unavailable",
+                      504: "gateway_timeout", 529: "overloaded"}
+
+
+def error_message_from(response: httpx.Response) -> str:
+    """The provider's own error message when the body has one, else the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            return str(err.get("message") or err)[:300]
+        return str(err)[:300]
+    return str(body)[:200]
+
+
+def is_context_length(response: httpx.Response) -> bool:
+    text = response.text.lower()
+    return any(marker in text for marker in (
+        "context_length_exceeded", "maximum context length", "prompt is too long",
+        "context window"))
+
+
+def raise_for_status(response: httpx.Response) -> None:
+    """Classify a non-2xx response into a ProviderError."""
+    status = response.status_code
+    if status < 300:
+        return
+    message = f"HTTP {status}: {error_message_from(response)}"
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    if status in RETRYABLE_STATUSES or status >= 500:
+        raise ProviderError(RETRYABLE_STATUSES.get(status, "server_error"), message,
+                            retryable=True, status=status, retry_after_s=retry_after)
+    if status == 400 and is_context_length(response):
+        raise ProviderError("context_length", message, retryable=False, status=status)
+    error_class = {401: "auth", 403: "forbidden", 404: "not_found"}.get(status, "bad_request")
+    raise ProviderError(error_class, message, retryable=False, status=status)
+
+
+def json_body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ProviderError("malformed_response", f"response body is not valid JSON: {exc}",
+                            retryable=True, status=response.status_code) from None
+
+
+def malformed(message: str, response: httpx.Response) -> ProviderError:
+    return ProviderError("malformed_response", message, retryable=True,
+                         status=response.status_code)
+
+
+def as_count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

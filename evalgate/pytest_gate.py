@@ -1,0 +1,345 @@
+"""The pytest side of evalgate: collection, the one-time run, items that assert, the summary.
+
+Calls are made once per session, in the controller process, after collection and selection
+(`-k`, `-m`, node ids) and before any test runs. Under pytest-xdist the controller makes them
+when the first worker reports its collection (scheduling waits for that hook), writes the run
+result atomically, and the workers only read it and assert.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evalgate.errors import ConfigError
+from evalgate.gate import blocks, fmt
+from evalgate.project import CaseEntry, Project, load_project
+from evalgate.results import Record, RunResult, read_result, write_result
+
+RESULT_FILE = "evalgate.json"
+GATE_NODE = "evalgate"
+
+
+class CanaryFailure(Exception):
+    """A canary's answer failed its rubric, or its call failed: shown without a traceback."""
+
+
+class GateFailure(Exception):
+    """A guardrail is violated or undecidable."""
+
+
+def usage_error(exc: ConfigError) -> pytest.UsageError:
+    return pytest.UsageError(f"evalgate: {exc}")
+
+
+def item_name(entry: CaseEntry, sample: int, samples: int) -> str:
+    return entry.case.id if samples == 1 else f"{entry.case.id}[{sample}]"
+
+
+class GateSession:
+    """Holds the loaded project and the run result for one pytest session."""
+
+    def __init__(self, config: pytest.Config, project: Project) -> None:
+        self.config = config
+        self.project = project
+        self.samples = project.gate.config.samples
+        self.report_dir = project.report_dir(config.getoption("evalgate_report_dir"))
+        self.result_path = self.report_dir / RESULT_FILE
+        worker = getattr(config, "workerinput", None)
+        self.is_worker = worker is not None
+        if worker is not None and "evalgate_result" in worker:
+            self.result_path = Path(worker["evalgate_result"])
+        self._result: RunResult | None = None
+        self._records: dict[str, Record] | None = None
+        self.error: str | None = None
+        self.canary_files = {e.file.resolve() for e in project.entries}
+        self.entries_by_file: dict[Path, list[CaseEntry]] = {}
+        for entry in project.entries:
+            self.entries_by_file.setdefault(entry.file.resolve(), []).append(entry)
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> GateSession:
+        try:
+            project = load_project(config.rootpath, config.getoption("evalgate_config"))
+            if not hasattr(config, "workerinput"):
+                project.candidate.api_key()  # a missing key is a usage error, before any call
+        except ConfigError as exc:
+            raise usage_error(exc) from None
+        session = cls(config, project)
+        session._aim_collection()
+        config.addinivalue_line("markers", "evalgate: an evalgate canary or gate item")
+        for tag in sorted({t for e in project.entries for t in e.case.tags}):
+            if tag.isidentifier():
+                config.addinivalue_line("markers", f"{tag}: evalgate canary tag")
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(XdistHooks(session), "evalgate-xdist")
+        return session
+
+    def _aim_collection(self) -> None:
+        """Collect the canaries: instead of testpaths when no paths are given, else in addition
+        to the given paths unless those already point into the canaries (node-id selection)."""
+        canary_paths = [str(p) for p in self.project.canary_paths]
+        config = self.config
+        if config.args_source != pytest.Config.ArgsSource.ARGS:
+            config.args[:] = canary_paths
+            return
+        roots = [Path(p).resolve() for p in canary_paths]
+        for arg in config.args:
+            path = (config.invocation_params.dir / arg.split("::")[0]).resolve()
+            if any(path == r or r in path.parents or path in r.parents for r in roots):
+                return
+        config.args.extend(canary_paths)
+
+    # -- collection --------------------------------------------------------------------------
+
+    @pytest.hookimpl
+    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> Any:
+        if file_path.resolve() in self.canary_files:
+            return CanaryFile.from_parent(parent, path=file_path, gate=self)
+        return None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_make_collect_report(self, collector: pytest.Collector) -> Iterator[Any]:
+        report = yield
+        if isinstance(collector, pytest.Session) and report.outcome == "passed":
+            report.result.append(GateCollector.from_parent(collector, name=GATE_NODE,
+                                                           nodeid=GATE_NODE, gate=self))
+        return report
+
+    def pytest_report_header(self, config: pytest.Config) -> str:
+        p = self.project
+        return (f"evalgate: {p.gate.path.name}, candidate {p.candidate.name} "
+                f"({p.candidate.config.provider}), {len(p.entries)} canaries x "
+                f"{self.samples} sample(s)")
+
+    # -- the one-time run --------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        if self.is_worker or self.config.pluginmanager.hasplugin("dsession"):
+            return  # xdist: the controller runs from XdistHooks; workers only read
+        if self.config.option.collectonly or (
+            session.testsfailed and not self.config.option.continue_on_collection_errors
+        ):
+            return
+        selected = [i.record_id for i in session.items if isinstance(i, CanaryItem)]
+        self.execute(selected)
+
+    def execute(self, selected: Iterable[str]) -> None:
+        """Make the calls for the selected canaries, grade, decide, write the result."""
+        from evalgate.run import run_project
+
+        try:
+            result = run_project(self.project, set(selected),
+                                 self.config.getoption("evalgate_concurrency"))
+        except ConfigError as exc:  # e.g. a prompt template that fails on a case
+            raise usage_error(exc) from None
+        write_result(result, self.result_path)
+        self._set_result(result)
+
+    def _set_result(self, result: RunResult) -> None:
+        self._result = result
+        self._records = result.record_map()
+
+    def result(self) -> RunResult:
+        if self._result is None:
+            try:
+                self._set_result(read_result(self.result_path))
+            except (OSError, ValueError) as exc:
+                raise GateFailure(f"no evalgate result to assert on ({exc})") from None
+        assert self._result is not None
+        return self._result
+
+    def record(self, record_id: str) -> Record | None:
+        self.result()
+        assert self._records is not None
+        return self._records.get(record_id)
+
+    # -- summary -----------------------------------------------------------------------------
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker or self._result is None:
+            return
+        result = self._result
+        tr = terminalreporter
+        tr.write_sep("=", f"evalgate gate: {result.verdict}")
+        c = result.counts
+        tr.write_line(f"candidate {result.candidate.name} ({result.candidate.provider}, "
+                      f"{result.candidate.model}); {c['canaries']} canaries, {c['calls']} calls, "
+                      f"{c['errors']} errors, {c['attempts']} HTTP attempts, "
+                      f"{result.wall_time_s:.2f}s")
+        rows = [("metric", "value", "threshold", "verdict")]
+        for v in result.verdicts:
+            bound = " ".join(s for s in (
+                f"max {fmt(v.metric, v.threshold.max)}" if v.threshold.max is not None else "",
+                f"min {fmt(v.metric, v.threshold.min)}" if v.threshold.min is not None else "",
+            ) if s)
+            rows.append((v.metric, fmt(v.metric, v.value), bound, v.verdict))
+        shown = {v.metric for v in result.verdicts}
+        rows += [(m, fmt(m, value), "-", "-") for m, value in result.metrics.items()
+                 if m not in shown]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for row in rows:
+            tr.write_line("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+        tr.write_line(f"result: {self.result_path}")
+
+
+class XdistHooks:
+    """Hooks that exist only when pytest-xdist is installed."""
+
+    def __init__(self, gate: GateSession) -> None:
+        self.gate = gate
+        self.done = False
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["evalgate_result"] = str(self.gate.result_path)
+
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.gate.config.option.collectonly:
+            return
+        self.gate.execute(record_ids_from_nodeids(self.gate, ids))
+
+
+def record_ids_from_nodeids(gate: GateSession, ids: Iterable[str]) -> list[str]:
+    """Map the node ids a worker collected back to (canary, sample) record ids."""
+    rootpath = gate.config.rootpath.resolve()
+    by_name: dict[tuple[str, str], str] = {}
+    suffixes: list[tuple[str, Path]] = []
+    for path, entries in gate.entries_by_file.items():
+        try:
+            shown = path.relative_to(rootpath).as_posix()
+        except ValueError:
+            shown = path.as_posix()
+        suffixes.append((shown, path))
+        for entry in entries:
+            for k in range(gate.samples):
+                by_name[(shown, item_name(entry, k, gate.samples))] = f"{entry.key}#{k}"
+    selected = []
+    for nodeid in ids:
+        file_part, sep, name = nodeid.partition("::")
+        if not sep or file_part == GATE_NODE:
+            continue
+        shown = next((s for s, p in suffixes if s == file_part
+                      or p.as_posix().endswith("/" + file_part)), None)
+        if shown is not None and (shown, name) in by_name:
+            selected.append(by_name[(shown, name)])
+    return selected
+
+
+class CanaryFile(pytest.File):
+    def __init__(self, *, gate: GateSession, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def collect(self) -> Iterable[pytest.Item]:
+        samples = self.gate.samples
+        for entry in self.gate.entries_by_file.get(self.path.resolve(), []):
+            for k in range(samples):
+                item = CanaryItem.from_parent(self, name=item_name(entry, k, samples),
+                                              entry=entry, sample=k, gate=self.gate)
+                item.add_marker(pytest.mark.evalgate)
+                for tag in entry.case.tags:
+                    item.extra_keyword_matches.add(tag)
+                    if tag.isidentifier():
+                        item.add_marker(getattr(pytest.mark, tag))
+                yield item
+
+
+class CanaryItem(pytest.Item):
+    def __init__(self, *, entry: CaseEntry, sample: int, gate: GateSession,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.entry = entry
+        self.sample = sample
+        self.gate = gate
+        self.record_id = f"{entry.key}#{sample}"
+
+    def runtest(self) -> None:
+        record = self.gate.record(self.record_id)
+        if record is None:
+            raise CanaryFailure(f"{self.record_id} was not executed in this session")
+        self.user_properties += [("latency_ms", record.latency_ms),
+                                 ("input_tokens", record.input_tokens),
+                                 ("output_tokens", record.output_tokens),
+                                 ("cost_usd", record.cost_usd)]
+        problem = canary_problem(record)
+        if problem is None:
+            return
+        if self.gate.project.gate.config.canary_failures == "report":
+            pytest.xfail(problem.splitlines()[0])
+        raise CanaryFailure(problem)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        if isinstance(excinfo.value, CanaryFailure | GateFailure):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo, style=style))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, (self.entry.line - 1) if self.entry.line else None, \
+            f"canary {self.record_id}"
+
+
+def canary_problem(record: Record) -> str | None:
+    """Why a canary fails, in a few lines a developer can act on; None when it holds."""
+    if not record.ok:
+        tries = len(record.attempts)
+        return (f"call failed after {tries} attempt(s): {record.error_class}: "
+                f"{record.error_message}")
+    if record.passed:
+        return None
+    failed = [c for c in record.criteria if not c.passed]
+    label = "hallucination" if record.hallucination else "rubric failed"
+    lines = [f"{label}: " + "; ".join(f"{c.id} ({c.check}): {c.detail}" for c in failed)]
+    answer = record.text or ""
+    lines.append("answer: " + (answer if len(answer) <= 500 else answer[:500] + "..."))
+    return "\n".join(lines)
+
+
+class GateCollector(pytest.Collector):
+    def __init__(self, *, gate: GateSession, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def collect(self) -> Iterable[pytest.Item]:
+        for metric in self.gate.project.gate.config.gate.metrics:
+            item = GateItem.from_parent(self, name=f"gate[{metric}]", metric=metric,
+                                        gate=self.gate)
+            item.add_marker(pytest.mark.evalgate)
+            yield item
+
+
+class GateItem(pytest.Item):
+    def __init__(self, *, metric: str, gate: GateSession, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metric = metric
+        self.gate = gate
+
+    def runtest(self) -> None:
+        result = self.gate.result()
+        verdict = next((v for v in result.verdicts if v.metric == self.metric), None)
+        if verdict is None:
+            raise GateFailure(f"no verdict for {self.metric} in {self.gate.result_path}")
+        self.user_properties += [("value", verdict.value), ("verdict", verdict.verdict)]
+        if blocks(verdict.verdict, result.on_inconclusive):
+            raise GateFailure(f"{verdict.verdict}: {verdict.reason}")
+        if verdict.verdict == "INCONCLUSIVE" and result.on_inconclusive == "warn":
+            warnings.warn(f"evalgate INCONCLUSIVE: {verdict.reason}", stacklevel=1)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        if isinstance(excinfo.value, GateFailure):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo, style=style))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.gate.project.gate.path, None, f"evalgate gate[{self.metric}]"
+
+

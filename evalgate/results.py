@@ -1,0 +1,122 @@
+"""The run result: what every call did, how it was graded, the metrics and the verdicts.
+
+This is the JSON contract (`reports/evalgate.json`): versioned, re-renderable, usable as the
+baseline of a later run. Pydantic models here; plain functions elsewhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+SCHEMA_VERSION = 1
+
+Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE"]
+
+
+class Attempt(BaseModel):
+    """One HTTP attempt of a call (a call retries after 429s, 5xx, timeouts...)."""
+
+    n: int
+    status: int | None = None
+    error_class: str | None = None
+    latency_ms: float
+    retry_after_s: float | None = None
+    waited_ms: float = 0.0
+
+
+class CriterionResult(BaseModel):
+    id: str
+    kind: str
+    check: str
+    passed: bool
+    detail: str
+
+
+class Record(BaseModel):
+    """One call (one canary, one sample, one config) and its grade."""
+
+    key: str
+    set: str
+    case_id: str
+    sample: int = 0
+    config: str = "candidate"
+    tags: list[str] = Field(default_factory=list)
+    ok: bool
+    text: str | None = None
+    finish_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    usage_estimated: bool = False
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    started_s: float = 0.0
+    attempts: list[Attempt] = Field(default_factory=list)
+    error_class: str | None = None
+    error_message: str | None = None
+    criteria: list[CriterionResult] = Field(default_factory=list)
+    passed: bool | None = None
+    hallucination: bool | None = None
+    score: float | None = None
+
+    @property
+    def record_id(self) -> str:
+        return f"{self.key}#{self.sample}"
+
+
+class ThresholdOut(BaseModel):
+    max: float | None = None
+    min: float | None = None
+
+
+class MetricVerdict(BaseModel):
+    metric: str
+    value: float | None
+    threshold: ThresholdOut
+    verdict: Verdict
+    reason: str
+
+
+class ModelInfo(BaseModel):
+    name: str
+    provider: str
+    model: str
+    fingerprint: str
+
+
+class RunResult(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    evalgate_version: str
+    run_id: str
+    started_at: str
+    wall_time_s: float
+    gate_fingerprint: str
+    canary_fingerprint: str
+    rubric_fingerprints: dict[str, str]
+    candidate: ModelInfo
+    samples: int
+    concurrency: int
+    calls_made: int
+    records: list[Record]
+    metrics: dict[str, float | None]
+    counts: dict[str, int]
+    verdicts: list[MetricVerdict]
+    verdict: Verdict
+    on_inconclusive: str = "fail"
+
+    def record_map(self) -> dict[str, Record]:
+        return {r.record_id: r for r in self.records}
+
+
+def write_result(result: RunResult, path: Path) -> None:
+    """Write atomically: a reader (an xdist worker, a later run) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(result.model_dump_json(indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_result(path: Path) -> RunResult:
+    return RunResult.model_validate_json(path.read_text(encoding="utf-8"))

@@ -1,0 +1,911 @@
+"""A local LLM simulator served over real HTTP/1.1 on 127.0.0.1.
+
+It is the project's test double for everything that crosses a wire (OpenAI chat completions,
+Anthropic messages and a generic in-house ``/generate`` endpoint) and powers the no-API-key
+demo. Latency, rate limits, server errors, stalls, malformed bodies and hallucinations are
+drawn from seeded ``random.Random`` streams so that every run is reproducible.
+
+Design notes (why it looks like this):
+
+* asyncio streams + ``h11`` only: h11 already ships with httpx, so the simulator adds no
+  dependency, and a single event loop keeps thousands of keep-alive connections cheap.
+* Two random streams per request. The *answer* stream is keyed on (seed, model, prompt,
+  sample) so a retry gets the same answer; the *fault* stream also includes the attempt number
+  so a retry draws fresh faults - which is exactly what a retry loop needs to be tested.
+* Stats are guarded by a lock because tests read them from another thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import json
+import math
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["SimCase", "SimProfile", "SimServer", "SimStats"]
+
+_Headers = list[tuple[bytes, bytes]]
+_MAX_BODY = 64 * 1024 * 1024
+_READ_CHUNK = 65536
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_DIGIT = re.compile(r"\d")
+_GENEVA = "This was confirmed by the 2019 Geneva accord."
+_UNKNOWN = "I don't know."
+_UNKNOWN_WRONG = "The answer is 42."
+
+OUTCOMES: tuple[str, ...] = (
+    "ok",
+    "429",
+    "500",
+    "timeout",
+    "malformed",
+    "context_length",
+    "bad_request",
+    "model_not_found",
+    "not_found",
+)
+
+
+class SimProfile(BaseModel):
+    """Behaviour of one simulated model; selected by the request's ``model`` field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: float = Field(20.0, ge=0)
+    latency_sigma: float = Field(0.0, ge=0)
+    spike_prob: float = Field(0.0, ge=0, le=1)
+    spike_ms: float = Field(0.0, ge=0)
+    ms_per_output_token: float = Field(0.0, ge=0)
+    error_429_rate: float = Field(0.0, ge=0, le=1)
+    retry_after_s: float | None = Field(1.0, ge=0)
+    error_500_rate: float = Field(0.0, ge=0, le=1)
+    timeout_rate: float = Field(0.0, ge=0, le=1)
+    stall_s: float = Field(30.0, ge=0)
+    malformed_rate: float = Field(0.0, ge=0, le=1)
+    hallucination_rate: float = Field(0.0, ge=0, le=1)
+    context_window: int = Field(128000, ge=1)
+    chars_per_token: float = Field(4.0, gt=0)
+    report_usage: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SimCase:
+    """A canary the simulator knows the answer to (its facts, forbidden claims, reference)."""
+
+    key: str
+    prompt: str
+    facts: tuple[str, ...] = ()
+    forbidden: tuple[str, ...] = ()
+    reference: str | None = None
+
+    def __post_init__(self) -> None:
+        # Accept lists (e.g. straight from YAML) but keep the dataclass immutable and hashable.
+        object.__setattr__(self, "facts", tuple(self.facts))
+        object.__setattr__(self, "forbidden", tuple(self.forbidden))
+
+
+class SimStats:
+    """Request counters; every method is safe to call from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._total = 0
+        self._routes: dict[str, int] = {}
+        self._models: dict[str, int] = {}
+        self._outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+
+    def record(self, route: str, model: str | None, outcome: str) -> None:
+        """Count one request; called once per request when its outcome is decided."""
+        with self._lock:
+            self._total += 1
+            self._routes[route] = self._routes.get(route, 0) + 1
+            if model is not None:
+                self._models[model] = self._models.get(model, 0) + 1
+            self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
+
+    def reset(self) -> None:
+        """Zero every counter (e.g. between benchmark phases)."""
+        with self._lock:
+            self._total = 0
+            self._routes = {}
+            self._models = {}
+            self._outcomes = dict.fromkeys(OUTCOMES, 0)
+
+    @property
+    def total(self) -> int:
+        """Requests counted so far (``/health`` and ``/stats`` are not counted)."""
+        with self._lock:
+            return self._total
+
+    @property
+    def routes(self) -> dict[str, int]:
+        """Copy of the per-path counts."""
+        with self._lock:
+            return dict(self._routes)
+
+    @property
+    def models(self) -> dict[str, int]:
+        """Copy of the per-model counts."""
+        with self._lock:
+            return dict(self._models)
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        """Copy of the per-outcome counts (one outcome per request)."""
+        with self._lock:
+            return dict(self._outcomes)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A consistent JSON-able copy of all counters."""
+        with self._lock:
+            return {
+                "total": self._total,
+                "routes": dict(self._routes),
+                "models": dict(self._models),
+                "outcomes": dict(self._outcomes),
+            }
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+class _BadRequest(Exception):
+    """The request body is unusable; becomes a 400 in the route's error shape."""
+
+
+@dataclass(slots=True)
+class _Call:
+    """What a route extracted from a request body, in route-independent form."""
+
+    model: str | None
+    prompt_text: str
+    user_text: str
+    max_tokens: int | None
+    sample: str | None
+
+
+@dataclass(slots=True)
+class _Result:
+    """The simulated outcome of a model call, before it is rendered in a route's shape."""
+
+    answer: str
+    prompt_tokens: int
+    completion_tokens: int
+    truncated: bool
+    n: int
+
+
+def _tokens(text: str, chars_per_token: float) -> int:
+    """Rough token estimate used for usage, context length and max_tokens."""
+    return max(1, math.ceil(len(text) / chars_per_token))
+
+
+def _rng(key: str) -> random.Random:
+    """A Random seeded from sha256 so seeds are stable across Python versions and runs."""
+    return random.Random(int.from_bytes(hashlib.sha256(key.encode()).digest()[:16], "big"))
+
+
+def _content_text(content: Any) -> str:
+    """Text of a message content: a string or a list of ``{"type": "text"}`` blocks."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts: list[str] = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, dict):
+                text = block.get("text")
+                if isinstance(text, str):
+                    parts.append(text)
+            else:
+                raise _BadRequest("content blocks must be objects")
+        return "\n".join(parts)
+    raise _BadRequest("message content must be a string or a list of content blocks")
+
+
+def _messages(body: dict[str, Any]) -> tuple[list[str], str]:
+    """All message texts plus the last user message text (used to find the canary)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _BadRequest("'messages' must be a non-empty array")
+    texts: list[str] = []
+    last_user = ""
+    for msg in messages:
+        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
+            raise _BadRequest("each message needs a 'role' and 'content'")
+        text = _content_text(msg.get("content"))
+        texts.append(text)
+        if msg["role"] == "user":
+            last_user = text
+    return texts, last_user
+
+
+def _model_field(body: dict[str, Any]) -> str | None:
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _BadRequest("'model' must be a string")
+    return model
+
+
+def _max_tokens(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _BadRequest("'max_tokens' must be a positive integer")
+    return value
+
+
+def _sample_from_body(body: dict[str, Any]) -> str | None:
+    seed = body.get("seed")
+    return None if seed is None else str(seed)
+
+
+def _sentence(parts: Iterable[str]) -> str:
+    """``Answer: a; b.`` without doubling a full stop the last fact already has."""
+    text = "; ".join(parts)
+    return f"Answer: {text}" if text.endswith((".", "!", "?")) else f"Answer: {text}."
+
+
+def _other_number(s: str, rng: random.Random) -> str:
+    """A different number whose text does not contain the original (30 -> 45, never 130)."""
+    if "." in s:
+        decimals = len(s.split(".", 1)[1])
+        value = float(s)
+        step = 10.0**-decimals
+        for _ in range(50):
+            delta = max(value * rng.uniform(0.2, 0.9), step * rng.randint(1, 9))
+            cand = f"{value + delta:.{decimals}f}"
+            if s not in cand:
+                return cand
+        return f"{value + 7.5:.{decimals}f}"
+    n = int(s)
+    for _ in range(50):
+        cand = str(n + rng.randint(1, max(9, n // 2)))
+        if s not in cand:
+            return cand
+    return str(n * 2 + 11)
+
+
+def _alter_numbers(text: str, rng: random.Random) -> str:
+    return _NUMBER.sub(lambda m: _other_number(m.group(0), rng), text)
+
+
+def _wrong_facts(facts: tuple[str, ...], rng: random.Random) -> str:
+    """The facts with every number changed, guaranteed not to contain a numeric fact."""
+    numeric = [f for f in facts if _DIGIT.search(f)]
+    answer = ""
+    for _ in range(20):
+        answer = _sentence(_alter_numbers(f, rng) for f in facts)
+        if not any(f in answer for f in numeric):
+            break
+    return answer
+
+
+def _correct_answer(case: SimCase) -> str:
+    if case.reference is not None:
+        return case.reference
+    if case.facts:
+        return _sentence(case.facts)
+    return "I can help with that."
+
+
+def _hallucinated_answer(case: SimCase, rng: random.Random) -> str:
+    if case.forbidden:
+        return _sentence([rng.choice(case.forbidden)])
+    if case.facts and any(_DIGIT.search(f) for f in case.facts):
+        return _wrong_facts(case.facts, rng)
+    if not case.facts and case.reference is not None and _DIGIT.search(case.reference):
+        return _alter_numbers(case.reference, rng)
+    return f"{_correct_answer(case)} {_GENEVA}"
+
+
+def _retry_after(value: float) -> bytes:
+    return str(int(value) if float(value).is_integer() else value).encode()
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# --------------------------------------------------------------------------------------------
+# route shapes
+
+
+class _Route:
+    """Parses one API's request body and renders its success and error bodies."""
+
+    name = ""
+
+    def parse(self, body: dict[str, Any]) -> _Call:
+        raise NotImplementedError
+
+    def success(self, call: _Call, res: _Result, profile: SimProfile) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def error(self, kind: str, message: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def context_message(self, prompt_tokens: int, window: int) -> str:
+        raise NotImplementedError
+
+
+_OPENAI_ERR = {
+    "rate_limit": ("rate_limit_error", "rate_limit_exceeded"),
+    "server": ("server_error", None),
+    "context": ("invalid_request_error", "context_length_exceeded"),
+    "bad_request": ("invalid_request_error", None),
+    "model_not_found": ("invalid_request_error", "model_not_found"),
+}
+_ANTHROPIC_ERR = {
+    "rate_limit": "rate_limit_error",
+    "server": "api_error",
+    "context": "invalid_request_error",
+    "bad_request": "invalid_request_error",
+    "model_not_found": "not_found_error",
+}
+
+
+class _OpenAIRoute(_Route):
+    name = "/v1/chat/completions"
+
+    def parse(self, body: dict[str, Any]) -> _Call:
+        if body.get("stream"):
+            raise _BadRequest("stream=true is not supported by the evalgate simulator")
+        texts, last_user = _messages(body)
+        limit = body.get("max_completion_tokens")
+        if limit is None:
+            limit = body.get("max_tokens")
+        return _Call(
+            _model_field(body),
+            "\n".join(texts),
+            last_user,
+            _max_tokens(limit),
+            _sample_from_body(body),
+        )
+
+    def success(self, call: _Call, res: _Result, profile: SimProfile) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": f"chatcmpl-sim-{res.n}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": call.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": res.answer},
+                    "finish_reason": "length" if res.truncated else "stop",
+                }
+            ],
+        }
+        if profile.report_usage:
+            out["usage"] = {
+                "prompt_tokens": res.prompt_tokens,
+                "completion_tokens": res.completion_tokens,
+                "total_tokens": res.prompt_tokens + res.completion_tokens,
+            }
+        return out
+
+    def error(self, kind: str, message: str) -> dict[str, Any]:
+        etype, code = _OPENAI_ERR[kind]
+        err: dict[str, Any] = {"message": message, "type": etype}
+        if code is not None:
+            err["code"] = code
+        return {"error": err}
+
+    def context_message(self, prompt_tokens: int, window: int) -> str:
+        return (
+            f"This model's maximum context length is {window} tokens. However, your messages "
+            f"resulted in {prompt_tokens} tokens. Please reduce the length of the messages."
+        )
+
+
+class _AnthropicRoute(_Route):
+    name = "/v1/messages"
+
+    def parse(self, body: dict[str, Any]) -> _Call:
+        texts, last_user = _messages(body)
+        system = body.get("system")
+        if system is not None:
+            texts.insert(0, _content_text(system))
+        return _Call(
+            _model_field(body),
+            "\n".join(texts),
+            last_user,
+            _max_tokens(body.get("max_tokens")),
+            _sample_from_body(body),
+        )
+
+    def success(self, call: _Call, res: _Result, profile: SimProfile) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": f"msg_sim_{res.n}",
+            "type": "message",
+            "role": "assistant",
+            "model": call.model,
+            "content": [{"type": "text", "text": res.answer}],
+            "stop_reason": "max_tokens" if res.truncated else "end_turn",
+            "stop_sequence": None,
+        }
+        if profile.report_usage:
+            out["usage"] = {
+                "input_tokens": res.prompt_tokens,
+                "output_tokens": res.completion_tokens,
+            }
+        return out
+
+    def error(self, kind: str, message: str) -> dict[str, Any]:
+        return {"type": "error", "error": {"type": _ANTHROPIC_ERR[kind], "message": message}}
+
+    def context_message(self, prompt_tokens: int, window: int) -> str:
+        return f"prompt is too long: {prompt_tokens} tokens > {window} maximum"
+
+
+class _GenerateRoute(_Route):
+    name = "/generate"
+
+    def parse(self, body: dict[str, Any]) -> _Call:
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str):
+            raise _BadRequest("'prompt' must be a string")
+        return _Call(
+            _model_field(body),
+            prompt,
+            prompt,
+            _max_tokens(body.get("max_tokens")),
+            _sample_from_body(body),
+        )
+
+    def success(self, call: _Call, res: _Result, profile: SimProfile) -> dict[str, Any]:
+        out: dict[str, Any] = {"output": {"text": res.answer}}
+        if profile.report_usage:
+            out["usage"] = {"in": res.prompt_tokens, "out": res.completion_tokens}
+        return out
+
+    def error(self, kind: str, message: str) -> dict[str, Any]:
+        return {"error": message}
+
+    def context_message(self, prompt_tokens: int, window: int) -> str:
+        return f"context length exceeded: {prompt_tokens} tokens > {window} maximum"
+
+
+_ROUTES: dict[str, _Route] = {
+    r.name: r for r in (_OpenAIRoute(), _AnthropicRoute(), _GenerateRoute())
+}
+_STATUS = {
+    "rate_limit": 429,
+    "server": 500,
+    "context": 400,
+    "bad_request": 400,
+    "model_not_found": 404,
+}
+_JSON_HEADERS: _Headers = [(b"content-type", b"application/json"), (b"server", b"evalgate-sim")]
+
+
+# --------------------------------------------------------------------------------------------
+# server
+
+
+class SimServer:
+    """The simulator: start() it in a background thread, or await serve_forever() in a CLI."""
+
+    def __init__(
+        self,
+        profiles: dict[str, SimProfile] | None = None,
+        cases: Iterable[SimCase] = (),
+        default_profile: SimProfile | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.host = host
+        self._port_cfg = port
+        self.port = port
+        self.default_profile = default_profile
+        self.stats = SimStats()
+        self._lock = threading.Lock()
+        self._profiles: dict[str, SimProfile] = {}
+        for name, prof in (profiles or {}).items():
+            self.add_profile(name, prof)
+        self._by_key: dict[str, SimCase] = {}
+        self._by_prompt: dict[str, SimCase] = {}
+        self._by_length: list[SimCase] = []
+        self.add_cases(cases)
+        self._attempts: dict[tuple[str, str, str], int] = {}
+        self._ids = itertools.count(1)
+        self._conn_tasks: set[asyncio.Task[Any]] = set()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main_task: asyncio.Task[None] | None = None
+        self._lifecycle = threading.Lock()
+
+    # -- configuration -------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``; the port is real once the server is listening."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def add_profile(self, name: str, profile: SimProfile | dict[str, Any]) -> None:
+        """Register (or replace) the profile served for ``model == name``."""
+        prof = profile if isinstance(profile, SimProfile) else SimProfile.model_validate(profile)
+        with self._lock:
+            self._profiles = {**self._profiles, name: prof}
+
+    def add_cases(self, cases: Iterable[SimCase]) -> None:
+        """Teach the simulator canaries; indexes are rebuilt copy-on-write for thread safety."""
+        new = list(cases)
+        if not new:
+            return
+        with self._lock:
+            by_key = dict(self._by_key)
+            by_prompt = dict(self._by_prompt)
+            for case in new:
+                by_key[case.key] = case
+                by_prompt[case.prompt] = case
+            ordered = sorted(
+                (c for c in by_prompt.values() if c.prompt), key=lambda c: -len(c.prompt)
+            )
+            self._by_key, self._by_prompt, self._by_length = by_key, by_prompt, ordered
+
+    def reset_attempts(self) -> None:
+        """Forget retry history so fault draws restart from attempt 0."""
+        self._attempts = {}
+
+    def _profile(self, model: str | None) -> SimProfile | None:
+        prof = self._profiles.get(model if model is not None else "default")
+        return prof if prof is not None else self.default_profile
+
+    def _find_case(self, key: str | None, text: str) -> SimCase | None:
+        if key:
+            case = self._by_key.get(key)
+            if case is not None:
+                return case
+        case = self._by_prompt.get(text)
+        if case is None:
+            case = self._by_prompt.get(text.strip())
+        if case is not None:
+            return case
+        for cand in self._by_length:  # longest prompt first
+            if cand.prompt in text:
+                return cand
+        return None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> SimServer:
+        """Serve from a daemon thread with its own event loop; returns once listening."""
+        with self._lifecycle:
+            if self._thread is not None and self._thread.is_alive():
+                return self
+            ready = threading.Event()
+            failure: list[BaseException] = []
+            loop = asyncio.new_event_loop()
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                try:
+                    task = loop.create_task(self.serve_forever(on_ready=lambda _s: ready.set()))
+                    self._main_task = task
+                    with contextlib.suppress(asyncio.CancelledError):
+                        loop.run_until_complete(task)
+                except BaseException as exc:  # surfaced to the caller of start()
+                    failure.append(exc)
+                finally:
+                    ready.set()
+                    with contextlib.suppress(Exception):
+                        loop.run_until_complete(loop.shutdown_asyncgens())
+                    loop.close()
+
+            thread = threading.Thread(target=run, name="evalgate-sim", daemon=True)
+            thread.start()
+            ready.wait()
+            if failure:
+                thread.join()
+                raise failure[0]
+            self._thread, self._loop = thread, loop
+            return self
+
+    def stop(self) -> None:
+        """Close the listener and all connections, then join the thread. Idempotent."""
+        with self._lifecycle:
+            thread, loop, task = self._thread, self._loop, self._main_task
+            self._thread = self._loop = self._main_task = None
+            if thread is None or loop is None:
+                return
+            if task is not None:
+                with contextlib.suppress(RuntimeError):  # loop already closed
+                    loop.call_soon_threadsafe(task.cancel)
+            thread.join(timeout=10)
+
+    def __enter__(self) -> SimServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def serve_forever(self, on_ready: Callable[[SimServer], None] | None = None) -> None:
+        """Bind and serve until cancelled (foreground CLI); ``on_ready`` fires once bound."""
+        server = await asyncio.start_server(
+            self._handle, self.host, self._port_cfg, backlog=4096, limit=_READ_CHUNK
+        )
+        self.port = server.sockets[0].getsockname()[1]
+        try:
+            if on_ready is not None:
+                on_ready(self)
+            await asyncio.Event().wait()
+        finally:
+            server.close()
+            tasks = list(self._conn_tasks)
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection: parse requests with h11, answer them in order, keep alive."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._conn_tasks.add(task)
+        conn = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                try:
+                    request, body = await self._read_request(conn, reader, writer)
+                except h11.RemoteProtocolError as exc:
+                    if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                        status = exc.error_status_hint
+                        payload = _dumps(
+                            {
+                                "error": {
+                                    "message": str(exc) or "bad request",
+                                    "type": "invalid_request_error",
+                                }
+                            }
+                        )
+                        writer.write(
+                            self._encode(conn, status, [(b"connection", b"close")], payload)
+                        )
+                        await writer.drain()
+                    break
+                if request is None:
+                    break
+                if body is None:
+                    status, headers, payload = (
+                        413,
+                        [(b"connection", b"close")],
+                        _dumps(
+                            {
+                                "error": {
+                                    "message": "request body too large",
+                                    "type": "invalid_request_error",
+                                }
+                            }
+                        ),
+                    )
+                else:
+                    status, headers, payload = await self._dispatch(request, body)
+                writer.write(self._encode(conn, status, headers, payload))
+                if writer.transport.get_write_buffer_size() > _READ_CHUNK:
+                    await writer.drain()
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    break
+                conn.start_next_cycle()
+        except (ConnectionError, h11.LocalProtocolError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            # Our own shutdown. Finishing normally keeps asyncio's stream callback from
+            # logging the cancellation as an error (it calls task.exception()).
+            pass
+        finally:
+            if task is not None:
+                self._conn_tasks.discard(task)
+            writer.close()
+
+    @staticmethod
+    def _encode(conn: h11.Connection, status: int, headers: _Headers, payload: bytes) -> bytes:
+        all_headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode()), *headers]
+        return b"".join(
+            (
+                conn.send(h11.Response(status_code=status, headers=all_headers)) or b"",
+                conn.send(h11.Data(data=payload)) or b"",
+                conn.send(h11.EndOfMessage()) or b"",
+            )
+        )
+
+    @staticmethod
+    async def _read_request(
+        conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[h11.Request | None, bytes | None]:
+        """Next request and its body; (None, None) on a clean close; body None if too big."""
+        request: h11.Request | None = None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                if conn.they_are_waiting_for_100_continue:
+                    writer.write(
+                        conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
+                    )
+                conn.receive_data(await reader.read(_READ_CHUNK))
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > _MAX_BODY:
+                    return request, None
+                chunks.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return request, b"".join(chunks)
+            elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                return None, None
+
+    async def _dispatch(self, request: h11.Request, body: bytes) -> tuple[int, _Headers, bytes]:
+        path = request.target.split(b"?", 1)[0].decode("latin-1")
+        method = request.method
+        route = _ROUTES.get(path)
+        if route is None:
+            if path == "/health" and method == b"GET":
+                return 200, [], b'{"status":"ok"}'
+            if path == "/stats" and method == b"GET":
+                return 200, [], _dumps(self.stats.snapshot())
+            if path in ("/health", "/stats"):
+                return (
+                    405,
+                    [(b"allow", b"GET")],
+                    _dumps(
+                        {
+                            "error": {
+                                "message": "method not allowed",
+                                "type": "invalid_request_error",
+                            }
+                        }
+                    ),
+                )
+            self.stats.record(path, None, "not_found")
+            return (
+                404,
+                [],
+                _dumps(
+                    {
+                        "error": {
+                            "message": f"unknown path {path}",
+                            "type": "invalid_request_error",
+                            "code": "not_found",
+                        }
+                    }
+                ),
+            )
+        if method != b"POST":
+            return (
+                405,
+                [(b"allow", b"POST")],
+                _dumps(
+                    {"error": {"message": "method not allowed", "type": "invalid_request_error"}}
+                ),
+            )
+        headers = {k: v for k, v in request.headers if k.startswith(b"x-evalgate-")}
+        return await self._complete(route, headers, body)
+
+    async def _complete(
+        self, route: _Route, headers: dict[bytes, bytes], raw: bytes
+    ) -> tuple[int, _Headers, bytes]:
+        """The simulation proper, in the documented order of decisions."""
+        model: str | None = None
+        try:
+            try:
+                body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise _BadRequest(f"request body is not valid JSON: {exc}") from None
+            if not isinstance(body, dict):
+                raise _BadRequest("request body must be a JSON object")
+            model = body.get("model") if isinstance(body.get("model"), str) else None
+            call = route.parse(body)
+        except _BadRequest as exc:
+            self.stats.record(route.name, model, "bad_request")
+            return 400, [], _dumps(route.error("bad_request", str(exc)))
+
+        profile = self._profile(call.model)
+        model_name = call.model if call.model is not None else "default"
+        if profile is None:
+            self.stats.record(route.name, call.model, "model_not_found")
+            return (
+                404,
+                [],
+                _dumps(route.error("model_not_found", f"model '{model_name}' not found")),
+            )
+
+        sample_hdr = headers.get(b"x-evalgate-sample")
+        if sample_hdr is not None:
+            sample = sample_hdr.decode("utf-8", "replace")
+        else:
+            sample = call.sample if call.sample is not None else "0"
+        cpt = profile.chars_per_token
+        prompt_tokens = _tokens(call.prompt_text, cpt)
+        digest = hashlib.sha256(call.prompt_text.encode()).hexdigest()
+        attempt_key = (model_name, digest, sample)
+        attempt = self._attempts.get(attempt_key, 0)
+        self._attempts[attempt_key] = attempt + 1
+
+        # 1. context length (deterministic)
+        if prompt_tokens > profile.context_window:
+            self.stats.record(route.name, call.model, "context_length")
+            msg = route.context_message(prompt_tokens, profile.context_window)
+            return 400, [], _dumps(route.error("context", msg))
+
+        stream_key = f"{profile.seed}\x1f{model_name}\x1f{digest}\x1f{sample}"
+        faults = _rng(f"fault\x1f{stream_key}\x1f{attempt}")
+        # 2. rate limit
+        if faults.random() < profile.error_429_rate:
+            self.stats.record(route.name, call.model, "429")
+            extra: _Headers = []
+            if profile.retry_after_s is not None:
+                extra.append((b"retry-after", _retry_after(profile.retry_after_s)))
+            return 429, extra, _dumps(route.error("rate_limit", "Rate limit reached (simulated)"))
+        # 3. server error
+        if faults.random() < profile.error_500_rate:
+            self.stats.record(route.name, call.model, "500")
+            return 500, [], _dumps(route.error("server", "simulated server error"))
+        # 4. stall, 5. latency (needs the answer length), 6. malformed
+        stalled = faults.random() < profile.timeout_rate
+        z = faults.gauss(0.0, 1.0)
+        spiked = faults.random() < profile.spike_prob
+        malformed = faults.random() < profile.malformed_rate
+
+        answer_rng = _rng(f"answer\x1f{stream_key}")
+        hallucinate = answer_rng.random() < profile.hallucination_rate
+        key_hdr = headers.get(b"x-evalgate-case")
+        case = self._find_case(
+            key_hdr.decode("utf-8", "replace") if key_hdr else None, call.user_text
+        )
+        if case is None:
+            answer = _UNKNOWN_WRONG if hallucinate else _UNKNOWN
+        elif hallucinate:
+            answer = _hallucinated_answer(case, answer_rng)
+        else:
+            answer = _correct_answer(case)
+        completion_tokens = _tokens(answer, cpt)
+        truncated = call.max_tokens is not None and completion_tokens > call.max_tokens
+        if truncated:
+            assert call.max_tokens is not None
+            answer = answer[: max(1, int(call.max_tokens * cpt))]
+            completion_tokens = _tokens(answer, cpt)
+
+        outcome = "timeout" if stalled else "malformed" if malformed else "ok"
+        self.stats.record(route.name, call.model, outcome)
+
+        delay_ms = profile.latency_ms
+        if profile.latency_sigma > 0:
+            delay_ms *= math.exp(profile.latency_sigma * z)
+        if spiked:
+            delay_ms += profile.spike_ms
+        delay_ms += profile.ms_per_output_token * completion_tokens
+        delay = delay_ms / 1000.0 + (profile.stall_s if stalled else 0.0)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+        result = _Result(answer, prompt_tokens, completion_tokens, truncated, next(self._ids))
+        payload = _dumps(route.success(call, result, profile))
+        if malformed:
+            payload = payload[: max(1, len(payload) // 2)]
+        return 200, [], payload

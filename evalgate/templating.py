@@ -1,0 +1,68 @@
+"""Sandboxed jinja2: the only way evalgate turns config text into values or prompts.
+
+Rubric values like `"{{ case.expected.facts }}"` evaluate to the native value (a list), not its
+string form; anything else renders as text. The sandbox blocks attribute tricks, and undefined
+names are errors rather than silently empty strings.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from evalgate.errors import ConfigError, Problem
+
+_WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.S)
+
+
+@lru_cache(maxsize=1)
+def environment() -> SandboxedEnvironment:
+    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
+                                keep_trailing_newline=True)
+
+
+def check_template(text: str, file: str, line: int | None, field: str) -> None:
+    """Fail at load time, not mid-run, on a template that does not parse."""
+    try:
+        environment().parse(text)
+    except TemplateError as exc:
+        inner = getattr(exc, "lineno", None)
+        at = line + inner - 1 if line and inner else line
+        raise ConfigError(Problem(file, f"template error: {exc}", at, field)) from None
+
+
+def is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text
+
+
+@lru_cache(maxsize=4096)
+def _compiled_expression(expr: str) -> Any:
+    return environment().compile_expression(expr, undefined_to_none=False)
+
+
+@lru_cache(maxsize=4096)
+def _compiled_template(text: str) -> Any:
+    return environment().from_string(text)
+
+
+def render_value(value: Any, context: dict[str, Any]) -> Any:
+    """Render a config value: `{{ expr }}` alone gives the native value, other text a string.
+
+    Lists are rendered item by item. Raises jinja2.TemplateError on undefined names.
+    """
+    if isinstance(value, list):
+        return [render_value(item, context) for item in value]
+    if not isinstance(value, str) or not is_template(value):
+        return value
+    whole = _WHOLE_EXPRESSION.match(value)
+    if whole:
+        return _compiled_expression(whole.group("expr").strip())(**context)
+    return _compiled_template(value).render(**context)
+
+
+def render_text(template: str, context: dict[str, Any]) -> str:
+    return _compiled_template(template).render(**context)

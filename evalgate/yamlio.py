@@ -1,0 +1,138 @@
+"""YAML and JSONL loading that remembers where every value came from.
+
+Pydantic tells us *which* field is wrong (a location tuple); this module maps that tuple back
+to a line in the file, so an error reads `canaries/support.yaml:14: cases.2.expected.facts: ...`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from evalgate.errors import ConfigError, Problem
+
+Loc = tuple[int | str, ...]
+
+
+class LineMap:
+    """Maps a location (keys and list indices from the document root) to a 1-based line."""
+
+    def __init__(self, lines: dict[Loc, int] | None = None) -> None:
+        self.lines: dict[Loc, int] = lines or {}
+
+    def line_of(self, loc: Iterable[int | str]) -> int | None:
+        """Line of the deepest known prefix of `loc` (pydantic adds union/validator tags)."""
+        path = tuple(loc)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get(())
+
+    def sub(self, prefix: Loc) -> LineMap:
+        """The map of a sub-document, re-rooted at `prefix`."""
+        n = len(prefix)
+        return LineMap({k[n:]: v for k, v in self.lines.items() if k[:n] == prefix})
+
+
+def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str) -> None:
+    lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(
+                    Problem(file, f"duplicate key {key!r} (first at line {seen[key]})", line,
+                            ".".join(map(str, (*loc, key))))
+                )
+            seen[key] = line
+            lines[(*loc, key)] = line
+            _walk(value_node, (*loc, key), lines, file)
+            lines[(*loc, key)] = line
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*loc, i), lines, file)
+
+
+def parse_yaml(text: str, file: str) -> tuple[Any, LineMap]:
+    """Parse YAML safely (never constructs Python objects) and record each value's line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(Problem(file, f"invalid YAML: {problem}", line)) from None
+    lines: dict[Loc, int] = {}
+    if node is not None:
+        _walk(node, (), lines, file)
+    return data, LineMap(lines)
+
+
+def read_text(path: Path, display: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(Problem(display, "file not found")) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(Problem(display, f"cannot read file: {exc}")) from None
+
+
+def load_yaml(path: Path, display: str | None = None) -> tuple[Any, LineMap]:
+    display = display or str(path)
+    return parse_yaml(read_text(path, display), display)
+
+
+def load_jsonl(path: Path, display: str | None = None) -> list[tuple[int, Any]]:
+    """Each non-blank line of a JSONL file with its line number."""
+    display = display or str(path)
+    rows: list[tuple[int, Any]] = []
+    for number, raw in enumerate(read_text(path, display).splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            rows.append((number, json.loads(raw)))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(Problem(display, f"invalid JSON: {exc.msg} (column {exc.colno})",
+                                      number)) from None
+    return rows
+
+
+def _field_name(loc: Loc) -> str:
+    return ".".join(str(part) for part in loc) or "(document)"
+
+
+def problems_from_validation(
+    exc: ValidationError, file: str, lines: LineMap, prefix: Loc = ()
+) -> list[Problem]:
+    """Turn a pydantic ValidationError into located, readable problems."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(part for part in err["loc"] if not _is_pydantic_tag(part))
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown field (not allowed here)"
+        elif "input" in err and err["type"] not in ("missing",) and _short(err["input"]):
+            message = f"{message} (got {_short(err['input'])})"
+        problems.append(Problem(file, message, lines.line_of(loc), _field_name((*prefix, *loc))))
+    return problems
+
+
+def _is_pydantic_tag(part: int | str) -> bool:
+    # Union members and validator names pydantic inserts into locations, e.g. 'function-after[...]'.
+    return isinstance(part, str) and ("[" in part and part.endswith("]") or part in {"str", "int"})
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return ""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
