@@ -132,6 +132,9 @@ def load_canary_file(path: Path, set_name: str, display: str) -> CanarySet:
         data, linemap = load_yaml(path, display)
         if isinstance(data, list):
             data = {"cases": data}
+            # Re-root the line map too, so case `i` is found at ("cases", i), not at line 1.
+            linemap = LineMap({(): linemap.line_of(()) or 1,
+                               **{("cases", *k): v for k, v in linemap.lines.items()}})
         if not isinstance(data, dict):
             raise ConfigError(Problem(display, "a canary set is a mapping with 'cases' (or a "
                                       "list of cases)", linemap.line_of(())))

@@ -198,6 +198,12 @@ class LoadedModel:
         env = self.config.api_key_env
         if not env:
             return None
+        if not env.isidentifier() or not env.isascii():
+            # Likely the key itself pasted into `api_key_env`: never echo it into logs.
+            raise MissingSecretError(
+                Problem(str(self.path), "api_key_env must be the NAME of an environment variable "
+                        "(e.g. OPENAI_API_KEY), not the key itself", None, "api_key_env")
+            )
         value = os.environ.get(env)
         if not value:
             raise MissingSecretError(
@@ -249,7 +255,12 @@ def load_model_config(path: Path, root: Path) -> LoadedModel:
     if template is not None:
         from evalgate.templating import check_template
 
-        check_template(template, shown, lines.line_of(("prompt_template",)), "prompt_template")
+        if config.prompt_template:
+            check_template(template, shown, lines.text_line(("prompt_template",)),
+                           "prompt_template")
+        else:  # an error in a template file is located in that file, not in the model config
+            check_template(template, f"{shown} (prompt_template_file: "
+                           f"{config.prompt_template_file})", 1, "prompt_template_file")
     return LoadedModel(config, path, config.name or path.stem, system_prompt, template)
 
 

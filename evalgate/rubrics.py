@@ -99,10 +99,13 @@ def load_rubric(path: Path, name: str, display: str) -> Rubric:
         where[criterion.id] = line
         for field in ("values", "value", "pattern"):
             raw = getattr(criterion, field)
-            for text in raw if isinstance(raw, list) else [raw]:
+            items = list(enumerate(raw)) if isinstance(raw, list) else [(None, raw)]
+            for j, text in items:
                 if isinstance(text, str) and is_template(text):
+                    at = ("criteria", i, field) if j is None else ("criteria", i, field, j)
                     try:
-                        check_template(text, display, line, f"criteria.{i}.{field}")
+                        check_template(text, display, lines.text_line(at),
+                                       f"criteria.{i}.{field}")
                     except ConfigError as exc:
                         problems += exc.problems
     if problems:

@@ -1,8 +1,9 @@
 """Sandboxed jinja2: the only way evalgate turns config text into values or prompts.
 
 Rubric values like `"{{ case.expected.facts }}"` evaluate to the native value (a list), not its
-string form; anything else renders as text. The sandbox blocks attribute tricks, and undefined
-names are errors rather than silently empty strings.
+string form; anything else renders as text. The sandbox blocks attribute tricks and mutation of
+the context (one criterion cannot change what the next one sees), and undefined names are errors
+rather than silently empty strings or Undefined objects.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import StrictUndefined, TemplateError, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from evalgate.errors import ConfigError, Problem
 
@@ -20,9 +21,9 @@ _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.S
 
 
 @lru_cache(maxsize=1)
-def environment() -> SandboxedEnvironment:
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                                keep_trailing_newline=True)
+def environment() -> ImmutableSandboxedEnvironment:
+    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
+                                         keep_trailing_newline=True)
 
 
 def check_template(text: str, file: str, line: int | None, field: str) -> None:
@@ -60,7 +61,12 @@ def render_value(value: Any, context: dict[str, Any]) -> Any:
         return value
     whole = _WHOLE_EXPRESSION.match(value)
     if whole:
-        return _compiled_expression(whole.group("expr").strip())(**context)
+        result = _compiled_expression(whole.group("expr").strip())(**context)
+        if isinstance(result, Undefined):
+            # A bare expression hands back the Undefined object instead of raising: raise the
+            # error it carries (undefined name, or the sandbox's SecurityError).
+            result._fail_with_undefined_error()
+        return result
     return _compiled_template(value).render(**context)
 
 

@@ -22,8 +22,11 @@ Loc = tuple[int | str, ...]
 class LineMap:
     """Maps a location (keys and list indices from the document root) to a 1-based line."""
 
-    def __init__(self, lines: dict[Loc, int] | None = None) -> None:
+    def __init__(self, lines: dict[Loc, int] | None = None,
+                 text_lines: dict[Loc, int] | None = None) -> None:
         self.lines: dict[Loc, int] = lines or {}
+        # Where the text of a literal block scalar (`key: |`) starts: the line after the key.
+        self.text_lines: dict[Loc, int] = text_lines or {}
 
     def line_of(self, loc: Iterable[int | str]) -> int | None:
         """Line of the deepest known prefix of `loc` (pydantic adds union/validator tags)."""
@@ -34,14 +37,23 @@ class LineMap:
             path = path[:-1]
         return self.lines.get(())
 
+    def text_line(self, loc: Iterable[int | str]) -> int | None:
+        """Line of the first line of text of the string at `loc` (for template errors)."""
+        path = tuple(loc)
+        return self.text_lines.get(path) or self.line_of(path)
+
     def sub(self, prefix: Loc) -> LineMap:
         """The map of a sub-document, re-rooted at `prefix`."""
         n = len(prefix)
-        return LineMap({k[n:]: v for k, v in self.lines.items() if k[:n] == prefix})
+        return LineMap({k[n:]: v for k, v in self.lines.items() if k[:n] == prefix},
+                       {k[n:]: v for k, v in self.text_lines.items() if k[:n] == prefix})
 
 
-def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str) -> None:
+def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str,
+          text_lines: dict[Loc, int]) -> None:
     lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.ScalarNode) and node.style == "|":
+        text_lines[loc] = node.start_mark.line + 2
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
@@ -54,11 +66,11 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str) -> None:
                 )
             seen[key] = line
             lines[(*loc, key)] = line
-            _walk(value_node, (*loc, key), lines, file)
+            _walk(value_node, (*loc, key), lines, file, text_lines)
             lines[(*loc, key)] = line
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, (*loc, i), lines, file)
+            _walk(item, (*loc, i), lines, file, text_lines)
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, LineMap]:
@@ -70,11 +82,15 @@ def parse_yaml(text: str, file: str) -> tuple[Any, LineMap]:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and context_mark is not None and context_mark.line + 1 != line:
+            problem += f" ({context} that starts at line {context_mark.line + 1})"
         raise ConfigError(Problem(file, f"invalid YAML: {problem}", line)) from None
     lines: dict[Loc, int] = {}
+    text_lines: dict[Loc, int] = {}
     if node is not None:
-        _walk(node, (), lines, file)
-    return data, LineMap(lines)
+        _walk(node, (), lines, file, text_lines)
+    return data, LineMap(lines, text_lines)
 
 
 def read_text(path: Path, display: str) -> str:

@@ -1,0 +1,213 @@
+"""The pytest plugin end to end, in real pytest subprocesses (pytester) against the simulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evalgate.sim import SimServer
+from tests.conftest import make_cases, read_json, sim_model, write_project
+
+pytest_plugins = ["pytester"]
+
+GOOD_GATE = {"gate": {"metrics": {"pass_rate": {"min": 0.9},
+                                  "hallucination_rate": {"max": 0.05}}}}
+
+
+def external_model(server: SimServer, **profile: Any) -> dict[str, Any]:
+    """A model config pointing at a simulator this test process runs (to count its calls)."""
+    server.add_profile("ext", {"latency_ms": 1, **profile})
+    return {"provider": "openai", "base_url": f"{server.base_url}/v1", "model": "ext",
+            "timeout_s": 5, "max_retries": 1}
+
+
+def result_json(pytester: pytest.Pytester) -> Any:
+    return read_json(pytester.path / "reports" / "evalgate.json")
+
+
+def test_one_item_per_canary_sample_and_one_per_metric(pytester: pytest.Pytester) -> None:
+    write_project(pytester.path, model=sim_model(), cases=make_cases(2),
+                  gate={"samples": 2, **GOOD_GATE})
+    result = pytester.runpytest_subprocess("--evalgate", "--collect-only", "-q")
+    ids = [line for line in result.outlines if "::" in line]
+    assert ids == ["canaries/set.yaml::c0[0]", "canaries/set.yaml::c0[1]",
+                   "canaries/set.yaml::c1[0]", "canaries/set.yaml::c1[1]",
+                   "evalgate::gate[pass_rate]", "evalgate::gate[hallucination_rate]"]
+    assert not (pytester.path / "reports").exists(), "--collect-only must not call the model"
+
+
+def test_passing_run_exits_0_and_writes_the_result(pytester: pytest.Pytester) -> None:
+    write_project(pytester.path, model=sim_model(), cases=make_cases(5), gate=GOOD_GATE)
+    result = pytester.runpytest_subprocess("--evalgate")
+    result.assert_outcomes(passed=7)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*evalgate gate: PASS*", "*pass_rate*100.0%*min 90.0%*PASS*"])
+    data = result_json(pytester)
+    assert data["schema_version"] == 1 and data["verdict"] == "PASS"
+    assert len(data["records"]) == 5 and all(r["passed"] for r in data["records"])
+    assert data["counts"]["calls"] == 5 and data["metrics"]["pass_rate"] == 1.0
+
+
+def test_gate_item_fails_on_a_slow_profile(pytester: pytest.Pytester) -> None:
+    write_project(pytester.path, model=sim_model(latency_ms=120), cases=make_cases(4),
+                  gate={"gate": {"metrics": {"latency_p95_ms": {"max": 50},
+                                             "pass_rate": {"min": 0.5}}}})
+    result = pytester.runpytest_subprocess("--evalgate")
+    result.assert_outcomes(passed=5, failed=1)
+    assert result.ret == 1
+    out = result.stdout.str()
+    assert "FAILED evalgate::gate[latency_p95_ms]" in out
+    result.stdout.re_match_lines([r"FAIL: latency_p95_ms is 1\d\d ms, above the maximum 50 ms"])
+    assert result_json(pytester)["verdict"] == "FAIL"
+
+
+def test_hallucinating_canary_fails_with_its_reason(pytester: pytest.Pytester) -> None:
+    write_project(pytester.path, model=sim_model(hallucination_rate=1.0), cases=make_cases(2))
+    result = pytester.runpytest_subprocess("--evalgate")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*hallucination: *no-forbidden (contains_none): states "
+                                 "forbidden '1000 days'*", "*answer: *1000 days*"])
+
+
+def test_canary_failures_can_be_reported_not_blocking(pytester: pytest.Pytester) -> None:
+    write_project(pytester.path, model=sim_model(hallucination_rate=1.0), cases=make_cases(3),
+                  gate={"canary_failures": "report",
+                        "gate": {"metrics": {"error_rate": {"max": 0}}}})
+    result = pytester.runpytest_subprocess("--evalgate")
+    result.assert_outcomes(passed=1, xfailed=3)
+    assert result.ret == 0
+
+
+def test_a_failed_call_fails_its_canary_and_the_run_goes_on(pytester: pytest.Pytester) -> None:
+    model = sim_model(error_500_rate=1.0)
+    model["max_retries"] = 0
+    write_project(pytester.path, model=model, cases=make_cases(3),
+                  gate={"gate": {"metrics": {"error_rate": {"max": 0.01},
+                                             "pass_rate": {"min": 0.9}}}})
+    result = pytester.runpytest_subprocess("--evalgate")
+    result.assert_outcomes(failed=5)
+    result.stdout.fnmatch_lines(["*call failed after 1 attempt(s): server_error: HTTP 500*",
+                                 "*FAIL: error_rate is 100.0%, above the maximum 1.0%*",
+                                 "*INCONCLUSIVE: cannot decide pass_rate: no data*"])
+    records = result_json(pytester)["records"]
+    assert [r["error_class"] for r in records] == ["server_error"] * 3
+
+
+@pytest.mark.parametrize(("canary_text", "expected"), [
+    ("rubric: basic\ncases:\n  - id: a\n    prompt: [unclosed\n",
+     "canaries/set.yaml:5: invalid YAML: expected ',' or ']', but got '<stream end>' (while "
+     "parsing a flow sequence that starts at line 4)"),
+    ("rubric: basic\ncases:\n  - id: a\n    prompt: hi\n    colour: red\n",
+     "canaries/set.yaml:5: cases.0.colour: unknown field"),
+    ("rubric: basic\ncases:\n  - id: a\n    prompt: hi\n  - id: a\n    prompt: ho\n",
+     "canaries/set.yaml:5: cases.1.id: duplicate case id 'a' (first at line 3)"),
+])
+def test_broken_canary_file_is_a_usage_error(pytester: pytest.Pytester, canary_text: str,
+                                             expected: str) -> None:
+    write_project(pytester.path, model=sim_model(), canary_text=canary_text)
+    result = pytester.runpytest_subprocess("--evalgate")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert expected in result.stderr.str()
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_broken_gate_config_names_file_line_and_field(pytester: pytest.Pytester) -> None:
+    write_project(pytester.path, model=sim_model(),
+                  gate={"gate": {"metrics": {"latency_p95_ms": {"max": "fast"}}}})
+    result = pytester.runpytest_subprocess("--evalgate")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*evalgate.yaml:8: gate.metrics.latency_p95_ms.max: Input "
+                                 "should be a valid number*'fast'*"])
+
+
+def test_missing_api_key_is_a_usage_error(pytester: pytest.Pytester,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EVALGATE_NO_SUCH_KEY", raising=False)
+    write_project(pytester.path, model={"provider": "openai", "model": "gpt-x",
+                                        "api_key_env": "EVALGATE_NO_SUCH_KEY"})
+    result = pytester.runpytest_subprocess("--evalgate")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*models/candidate.yaml: api_key_env: environment variable "
+                                 "EVALGATE_NO_SUCH_KEY is not set*"])
+
+
+def test_pyproject_table_is_a_gate_config(pytester: pytest.Pytester) -> None:
+    write_project(pytester.path, model=sim_model(), cases=make_cases(2))
+    (pytester.path / "evalgate.yaml").unlink()
+    pytester.makepyprojecttoml('[tool.evalgate]\ncandidate = "models/candidate.yaml"\n'
+                               '[tool.evalgate.gate.metrics]\npass_rate = {min = 0.5}\n')
+    result = pytester.runpytest_subprocess("--evalgate")
+    result.assert_outcomes(passed=3)
+
+
+def test_without_the_flag_the_plugin_is_inert(pytester: pytest.Pytester) -> None:
+    write_project(pytester.path, model=sim_model(), cases=make_cases(2))
+    pytester.makeconftest(
+        "import sys\n"
+        "def pytest_collection_finish(session):\n"
+        "    heavy = [m for m in ('httpx', 'scipy', 'pydantic', 'jinja2', 'yaml', 'evalgate.run')\n"
+        "             if m in sys.modules]\n"
+        "    assert not heavy, heavy\n")
+    pytester.makepyfile(test_plain="def test_ok():\n    assert True\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert not (pytester.path / "reports").exists()
+
+
+def answers(data: Any) -> dict[str, tuple[Any, ...]]:
+    return {f"{r['key']}#{r['sample']}": (r["text"], r["passed"], r["hallucination"])
+            for r in data["records"]}
+
+
+def test_xdist_gives_the_same_results_with_each_call_made_once(
+        pytester: pytest.Pytester, sim_server: SimServer) -> None:
+    model = external_model(sim_server, hallucination_rate=0.4, seed=5)
+    write_project(pytester.path, model=model, cases=make_cases(12),
+                  gate={"samples": 2, **GOOD_GATE})
+    serial = pytester.runpytest_subprocess("--evalgate")
+    serial_data = result_json(pytester)
+    calls_serial = sim_server.stats.total
+    sim_server.stats.reset()
+    sim_server.reset_attempts()
+    parallel = pytester.runpytest_subprocess("--evalgate", "-n", "2")
+    parallel_data = result_json(pytester)
+    assert calls_serial == 24 and sim_server.stats.total == 24
+    assert answers(serial_data) == answers(parallel_data)
+    for key in ("hallucination_rate", "pass_rate", "error_rate"):
+        assert serial_data["metrics"][key] == parallel_data["metrics"][key]
+    assert serial.parseoutcomes() == parallel.parseoutcomes()
+    assert serial.ret == parallel.ret == 1  # some canaries hallucinate: the run fails alike
+
+
+@pytest.mark.parametrize(("args", "calls"), [
+    (["-k", "even"], 3),
+    (["-m", "odd"], 3),
+    (["canaries/set.yaml::c1"], 1),
+    (["-n", "2", "-k", "c2 or c4"], 2),
+])
+def test_selection_limits_which_canaries_are_called(
+        pytester: pytest.Pytester, sim_server: SimServer, args: list[str], calls: int) -> None:
+    write_project(pytester.path, model=external_model(sim_server), cases=make_cases(6),
+                  gate=GOOD_GATE)
+    result = pytester.runpytest_subprocess("--evalgate", *args)
+    assert sim_server.stats.total == calls
+    assert len(result_json(pytester)["records"]) == calls
+    assert result.parseoutcomes()["passed"] >= calls
+
+
+def test_api_key_never_reaches_output_or_files(pytester: pytest.Pytester, sim_server: SimServer,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-test-3f9c2a7d41b84e0aa6d2"
+    monkeypatch.setenv("EVALGATE_TEST_API_KEY", secret)
+    model = external_model(sim_server, error_500_rate=0.5)
+    model["api_key_env"] = "EVALGATE_TEST_API_KEY"
+    write_project(pytester.path, model=model, cases=make_cases(6), gate=GOOD_GATE)
+    result = pytester.runpytest_subprocess("--evalgate", "-vv")
+    assert sim_server.stats.total >= 6
+    assert secret not in result.stdout.str() + result.stderr.str()
+    written = [p for p in pytester.path.rglob("*") if p.is_file()]
+    assert any(p.name == "evalgate.json" for p in written)
+    for path in written:
+        assert secret.encode() not in path.read_bytes(), path
