@@ -112,8 +112,9 @@ def _validate_cases(
             problems += problems_from_validation(exc, display, sub, prefix)
             continue
         if case.id in lines:
+            field = ".".join(map(str, (*prefix, "id")))
             problems.append(Problem(display, f"duplicate case id {case.id!r} (first at line "
-                                    f"{lines[case.id]})", line, ".".join(map(str, (*prefix, "id")))))
+                                    f"{lines[case.id]})", line, field))
             continue
         if shared_tags:
             case.tags = list(dict.fromkeys([*shared_tags, *case.tags]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -42,19 +43,13 @@ def _sim(args: argparse.Namespace) -> int:
     server = SimServer(profiles=profiles, cases=cases, default_profile=default,
                        host=args.host, port=args.port)
 
-    async def serve() -> None:
-        task = asyncio.create_task(server.serve_forever())
-        while not getattr(server, "port", 0):
-            await asyncio.sleep(0.01)
+    def announce(running: SimServer) -> None:
         models = ", ".join(profiles) or "any model (default profile)"
-        print(f"evalgate sim listening on {server.base_url} ({len(cases)} canaries; "
+        print(f"evalgate sim listening on {running.base_url} ({len(cases)} canaries; "
               f"models: {models})", flush=True)
-        await task
 
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(server.serve_forever(on_ready=announce))
     return 0
 
 

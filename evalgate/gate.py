@@ -6,7 +6,6 @@ from evalgate.config import GateSettings
 from evalgate.results import MetricVerdict, ThresholdOut, Verdict
 
 
-
 def fmt(metric: str, value: float | None) -> str:
     if value is None:
         return "n/a"

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from evalgate.canaries import (
-    Case,
     CanarySet,
+    Case,
     case_key,
     discover_canary_files,
     load_canary_file,

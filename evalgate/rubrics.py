@@ -16,7 +16,7 @@ from evalgate.canaries import Case
 from evalgate.errors import ConfigError, Problem
 from evalgate.graders.checks import CHECKS
 from evalgate.templating import check_template, is_template, render_value
-from evalgate.yamlio import LineMap, load_yaml, problems_from_validation
+from evalgate.yamlio import load_yaml, problems_from_validation
 
 
 class Criterion(BaseModel):

@@ -144,7 +144,9 @@ def problems_from_validation(
 
 def _is_pydantic_tag(part: int | str) -> bool:
     # Union members and validator names pydantic inserts into locations, e.g. 'function-after[...]'.
-    return isinstance(part, str) and ("[" in part and part.endswith("]") or part in {"str", "int"})
+    if not isinstance(part, str):
+        return False
+    return ("[" in part and part.endswith("]")) or part in {"str", "int"}
 
 
 def _short(value: Any) -> str:

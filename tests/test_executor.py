@@ -3,6 +3,7 @@ timeouts, deadlines, classification, concurrency bound and client-side rate limi
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 from pathlib import Path
@@ -156,7 +157,7 @@ def test_rpm_rate_limit_spaces_call_starts(tmp_path: Path, sim_server: SimServer
     records = run_against(tmp_path, sim_server, {"latency_ms": 0}, n=6, concurrency=6,
                           rate_limit={"rpm": 1200})
     starts = sorted(r.started_s for r in records)
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.045  # 1200 rpm = one start every 50 ms
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from evalgate.graders.checks import CHECKS
-from evalgate.rubrics import ResolvedCriterion
 from evalgate.results import CriterionResult, Record
+from evalgate.rubrics import ResolvedCriterion
 
 
 def grade(record: Record, criteria: list[ResolvedCriterion]) -> Record:

@@ -1,0 +1,25 @@
+"""The shipped example (README's main command) keeps working: gate PASS, exit 0."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_example_passes_the_gate(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--evalgate", "-p", "no:cacheprovider",
+         f"--evalgate-report-dir={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "evalgate gate: PASS" in out.stdout
+    result = json.loads((tmp_path / "evalgate.json").read_text())
+    assert result["verdict"] == "PASS"
+    assert result["counts"]["canaries"] == 33 and result["counts"]["calls"] == 66
+    assert {v["metric"] for v in result["verdicts"]} == {
+        "latency_p95_ms", "cost_per_1k_usd", "hallucination_rate", "pass_rate", "error_rate"}
+    assert not list(ROOT.glob("tests/**/evalgate.json"))
