@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jinja2 import TemplateError
+
 from evalgate.canaries import (
     CanarySet,
     Case,
@@ -178,9 +180,27 @@ def load_project(rootdir: Path, explicit_config: str | None = None) -> Project:
     rubrics = load_rubrics(gate, problems)
     sets = load_canary_sets(gate, problems)
     entries = build_entries(gate, sets, rubrics, problems) if rubrics or not problems else []
+    if candidate is not None:
+        problems += check_prompts(candidate, entries)
     if problems:
         raise ConfigError(problems)
     return Project(gate, candidate, sets, rubrics, entries)
+
+
+def check_prompts(model: LoadedModel, entries: list[CaseEntry]) -> list[Problem]:
+    """Render the model's prompt template for every canary now, not halfway through a run."""
+    if model.prompt_template is None:
+        return []
+    problems = []
+    for entry in entries:
+        try:
+            build_messages(model, entry.case)
+        except TemplateError as exc:
+            problems.append(Problem(str(model.path.name), f"prompt_template fails for case "
+                                    f"{entry.key}: {exc}", None, "prompt_template"))
+            if len(problems) >= 5:
+                break
+    return problems
 
 
 def build_messages(model: LoadedModel, case: Case) -> list[dict[str, str]]:

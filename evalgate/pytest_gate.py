@@ -8,6 +8,7 @@ result atomically, and the workers only read it and assert.
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -51,8 +52,11 @@ class GateSession:
         self.result_path = self.report_dir / RESULT_FILE
         worker = getattr(config, "workerinput", None)
         self.is_worker = worker is not None
+        # Ties the result file to this session, so no worker ever asserts on a stale file.
+        self.run_id = uuid.uuid4().hex[:12]
         if worker is not None and "evalgate_result" in worker:
             self.result_path = Path(worker["evalgate_result"])
+            self.run_id = worker["evalgate_run_id"]
         self._result: RunResult | None = None
         self._records: dict[str, Record] | None = None
         self.error: str | None = None
@@ -66,7 +70,10 @@ class GateSession:
         try:
             project = load_project(config.rootpath, config.getoption("evalgate_config"))
             if not hasattr(config, "workerinput"):
-                project.candidate.api_key()  # a missing key is a usage error, before any call
+                # A missing key or an unimportable callable is a usage error, before any call.
+                from evalgate.providers import make_provider
+
+                make_provider(project.candidate, sim_base_url="http://127.0.0.1:0")
         except ConfigError as exc:
             raise usage_error(exc) from None
         session = cls(config, project)
@@ -135,7 +142,7 @@ class GateSession:
 
         try:
             result = run_project(self.project, set(selected),
-                                 self.config.getoption("evalgate_concurrency"))
+                                 self.config.getoption("evalgate_concurrency"), self.run_id)
         except ConfigError as exc:  # e.g. a prompt template that fails on a case
             raise usage_error(exc) from None
         write_result(result, self.result_path)
@@ -148,9 +155,13 @@ class GateSession:
     def result(self) -> RunResult:
         if self._result is None:
             try:
-                self._set_result(read_result(self.result_path))
+                result = read_result(self.result_path)
             except (OSError, ValueError) as exc:
                 raise GateFailure(f"no evalgate result to assert on ({exc})") from None
+            if result.run_id != self.run_id:
+                raise GateFailure(f"{self.result_path} is from another run ({result.run_id}, "
+                                  f"expected {self.run_id}): the calls were not made")
+            self._set_result(result)
         assert self._result is not None
         return self._result
 
@@ -197,6 +208,7 @@ class XdistHooks:
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["evalgate_result"] = str(self.gate.result_path)
+        node.workerinput["evalgate_run_id"] = self.gate.run_id
 
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         if self.done:

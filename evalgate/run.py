@@ -54,7 +54,7 @@ def select_calls(calls: list[PlannedCall], selected: Collection[str] | None
 
 
 def run_project(project: Project, selected: Collection[str] | None = None,
-                concurrency: int | None = None) -> RunResult:
+                concurrency: int | None = None, run_id: str | None = None) -> RunResult:
     """Make each selected (canary, sample) call once and decide the gate on the results."""
     cfg = project.gate.config
     started = datetime.now(UTC)
@@ -72,7 +72,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     model = project.candidate
     return RunResult(
         evalgate_version=__version__,
-        run_id=uuid.uuid4().hex[:12],
+        run_id=run_id or uuid.uuid4().hex[:12],
         started_at=started.isoformat(timespec="seconds"),
         wall_time_s=round(time.perf_counter() - t0, 3),
         gate_fingerprint=project.gate.fingerprint(),

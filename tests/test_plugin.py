@@ -210,3 +210,36 @@ def test_api_key_never_reaches_output_or_files(pytester: pytest.Pytester, sim_se
     assert any(p.name == "evalgate.json" for p in written)
     for path in written:
         assert secret.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize(("model", "expected"), [
+    ({"provider": "sim", "model": "m", "prompt_template": "Q: {{ prompt }} ({{ cutomer }})"},
+     "candidate.yaml: prompt_template: prompt_template fails for case set/c0: 'cutomer' is "
+     "undefined"),
+    ({"provider": "callable", "callable": "no_such_module_xyz:answer"},
+     "models/candidate.yaml: callable: cannot import 'no_such_module_xyz:answer'"),
+    ({"provider": "telepathy", "model": "m"},
+     "models/candidate.yaml:1: provider: Input should be 'openai', 'anthropic', 'http', "
+     "'callable' or 'sim'"),
+])
+def test_broken_model_config_fails_before_any_call(pytester: pytest.Pytester,
+                                                   model: dict[str, Any], expected: str) -> None:
+    write_project(pytester.path, model=model, cases=make_cases(2))
+    result = pytester.runpytest_subprocess("--evalgate")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert expected in result.stderr.str()
+    assert not (pytester.path / "reports").exists()
+
+
+def test_a_previous_result_is_never_reused(pytester: pytest.Pytester) -> None:
+    """Deselecting every canary must not let the gate pass on an earlier run's result file."""
+    write_project(pytester.path, model=sim_model(), cases=make_cases(2), gate=GOOD_GATE)
+    assert pytester.runpytest_subprocess("--evalgate").ret == 0
+    first = result_json(pytester)
+    result = pytester.runpytest_subprocess("--evalgate", "-n", "2", "-k",
+                                           "pass_rate or hallucination_rate")
+    result.assert_outcomes(failed=2)
+    assert "INCONCLUSIVE: cannot decide pass_rate: no data" in result.stdout.str()
+    data = result_json(pytester)
+    assert data["run_id"] != first["run_id"]
+    assert data["records"] == [] and data["verdict"] == "INCONCLUSIVE"
