@@ -5,16 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evalgate.errors import ConfigError, MissingSecretError, Problem
 from evalgate.sim import SimProfile
-from evalgate.yamlio import LineMap, load_yaml, problems_from_validation, read_text
+from evalgate.yamlio import LineMap, field_error, load_yaml, problems_from_validation, read_text
 
 # Metrics a gate can hold thresholds on, with the direction in which "worse" lies.
 METRICS: dict[str, str] = {
@@ -40,8 +41,8 @@ class Strict(BaseModel):
 class Threshold(Strict):
     """An absolute bound on one metric; `max` for lower-is-better metrics, `min` for the others."""
 
-    max: float | None = None
-    min: float | None = None
+    max: float | None = Field(None, allow_inf_nan=False)
+    min: float | None = Field(None, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_bound(self) -> Threshold:
@@ -52,20 +53,18 @@ class Threshold(Strict):
         return self
 
 
+MetricName = Literal[
+    "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "cost_per_request_usd",
+    "cost_per_1k_usd", "tokens_in_mean", "tokens_out_mean", "error_rate", "hallucination_rate",
+    "pass_rate",
+]
+assert set(get_args(MetricName)) == set(METRICS)
+
+
 class GateSettings(Strict):
     alpha: float = Field(0.05, gt=0, lt=0.5)
     on_inconclusive: Literal["fail", "warn", "pass"] = "fail"
-    metrics: dict[str, Threshold] = Field(default_factory=dict)
-
-    @field_validator("metrics")
-    @classmethod
-    def _known_metrics(cls, value: dict[str, Threshold]) -> dict[str, Threshold]:
-        unknown = sorted(set(value) - set(METRICS))
-        if unknown:
-            raise ValueError(
-                f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}"
-            )
-        return value
+    metrics: dict[MetricName, Threshold] = Field(default_factory=dict)
 
 
 class ReportSettings(Strict):
@@ -151,19 +150,23 @@ class ModelConfig(Strict):
     @model_validator(mode="after")
     def _provider_needs(self) -> ModelConfig:
         if self.system_prompt and self.system_prompt_file:
-            raise ValueError("give 'system_prompt' or 'system_prompt_file', not both")
+            raise field_error("system_prompt_file",
+                              "give 'system_prompt' or 'system_prompt_file', not both")
         if self.prompt_template and self.prompt_template_file:
-            raise ValueError("give 'prompt_template' or 'prompt_template_file', not both")
+            raise field_error("prompt_template_file",
+                              "give 'prompt_template' or 'prompt_template_file', not both")
         if self.provider in ("openai", "anthropic") and not self.model:
-            raise ValueError(f"provider {self.provider!r} needs 'model'")
+            raise field_error("model", f"provider {self.provider!r} needs 'model'", "provider")
         if self.provider == "http" and self.http is None:
-            raise ValueError("provider 'http' needs an 'http' section (url, body, text_path)")
+            raise field_error("http", "provider 'http' needs an 'http' section (url, body, "
+                              "text_path)", "provider")
         if self.provider == "callable" and not self.callable:
-            raise ValueError("provider 'callable' needs 'callable: package.module:function'")
+            raise field_error("callable", "provider 'callable' needs 'callable: "
+                              "package.module:function'", "provider")
         if self.callable and ":" not in self.callable:
-            raise ValueError("'callable' must look like 'package.module:function'")
+            raise field_error("callable", "'callable' must look like 'package.module:function'")
         if self.sim is not None and self.provider != "sim":
-            raise ValueError("'sim' (a simulator profile) only goes with provider 'sim'")
+            raise field_error("sim", "'sim' (a simulator profile) only goes with provider 'sim'")
         return self
 
     @property
@@ -310,7 +313,7 @@ def load_gate_config(path: Path) -> LoadedGate:
         # tomllib keeps no positions: point every problem at the table's header line.
         text = read_text(path, shown)
         header = next((i for i, raw in enumerate(text.splitlines(), 1)
-                       if raw.strip() == "[tool.evalgate]"), None)
+                       if re.match(r"\s*\[\s*tool\.evalgate\s*\]\s*(#.*)?$", raw)), None)
         lines = LineMap({(): header} if header else {})
         shown = f"{path.name} [tool.evalgate]"
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from evalgate.config import GateSettings
 from evalgate.results import MetricVerdict, ThresholdOut, Verdict
 
@@ -21,7 +23,7 @@ def fmt(metric: str, value: float | None) -> str:
 def judge_metric(metric: str, value: float | None, low: float | None,
                  high: float | None) -> MetricVerdict:
     threshold = ThresholdOut(max=high, min=low)
-    if value is None:
+    if value is None or math.isnan(value):
         return MetricVerdict(metric=metric, value=None, threshold=threshold,
                              verdict="INCONCLUSIVE",
                              reason=f"cannot decide {metric}: no data (no answered calls)")

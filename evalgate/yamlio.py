@@ -7,6 +7,7 @@ to a line in the file, so an error reads `canaries/support.yaml:14: cases.2.expe
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -134,12 +135,28 @@ def problems_from_validation(
     for err in exc.errors(include_url=False):
         loc = tuple(part for part in err["loc"] if not _is_pydantic_tag(part))
         message = err["msg"]
+        field_error = _FIELD_ERROR.match(message)
+        if field_error:  # a cross-field check that names its field (see field_error())
+            field, anchor, message = field_error.groups()
+            line = lines.line_of((*loc, field)) if (*loc, field) in lines.lines else \
+                lines.line_of((*loc, anchor or field))
+            problems.append(Problem(file, message, line, _field_name((*prefix, *loc, field))))
+            continue
         if err["type"] == "extra_forbidden":
             message = "unknown field (not allowed here)"
         elif "input" in err and err["type"] not in ("missing",) and _short(err["input"]):
             message = f"{message} (got {_short(err['input'])})"
         problems.append(Problem(file, message, lines.line_of(loc), _field_name((*prefix, *loc))))
     return problems
+
+
+_FIELD_ERROR = re.compile(r"^Value error, @(\w+)(?:@(\w+))?: (.*)$", re.S)
+
+
+def field_error(field: str, message: str, anchor: str | None = None) -> ValueError:
+    """A model-level validation error that belongs to one field (or, when that field is absent,
+    to `anchor`, e.g. the `provider:` line for "provider 'openai' needs 'model'")."""
+    return ValueError(f"@{field}{'@' + anchor if anchor else ''}: {message}")
 
 
 def _is_pydantic_tag(part: int | str) -> bool:

@@ -3,7 +3,6 @@ timeouts, deadlines, classification, concurrency bound and client-side rate limi
 
 from __future__ import annotations
 
-import itertools
 import socket
 import time
 from pathlib import Path
@@ -157,8 +156,10 @@ def test_rpm_rate_limit_spaces_call_starts(tmp_path: Path, sim_server: SimServer
     records = run_against(tmp_path, sim_server, {"latency_ms": 0}, n=6, concurrency=6,
                           rate_limit={"rpm": 1200})
     starts = sorted(r.started_s for r in records)
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert min(gaps) >= 0.045  # 1200 rpm = one start every 50 ms
+    # 1200 rpm = one start slot every 50 ms from the run's start; a start may be late (a busy
+    # machine), never early, so the k-th start is at least k x 50 ms in.
+    for k, start in enumerate(starts):
+        assert start >= k * 0.05 - 0.001, (k, starts)
 
 
 def test_retry_after_parsing() -> None:
