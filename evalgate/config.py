@@ -7,6 +7,7 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -15,7 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from evalgate.errors import ConfigError, MissingSecretError, Problem
 from evalgate.sim import SimProfile
-from evalgate.yamlio import LineMap, field_error, load_yaml, problems_from_validation, read_text
+from evalgate.yamlio import (
+    LineMap,
+    field_error,
+    load_yaml,
+    parse_yaml,
+    problems_from_validation,
+    read_text,
+)
 
 # Metrics a gate can hold thresholds on, with the direction in which "worse" lies.
 METRICS: dict[str, str] = {
@@ -61,10 +69,48 @@ MetricName = Literal[
 assert set(get_args(MetricName)) == set(METRICS)
 
 
+# Metrics whose absolute threshold is tested statistically, and the bound each one takes.
+TESTED_BOUNDS: dict[str, str] = {
+    "hallucination_rate": "max",
+    "error_rate": "max",
+    "pass_rate": "min",
+    "latency_p95_ms": "max",
+    "cost_per_request_usd": "max",
+    "cost_per_1k_usd": "max",
+}
+
+
+class VsBaseline(Strict):
+    """Margins against the baseline: how much worse the candidate may be. `null` turns one off."""
+
+    hallucination_rate: float | None = Field(0.05, ge=0, le=1)   # points of increase
+    pass_rate: float | None = Field(0.05, ge=0, le=1)            # points of drop
+    cost_ratio: float | None = Field(1.10, ge=1)                 # mean cost per request
+    latency_ratio: float | None = Field(1.10, ge=1)              # geometric mean, per canary
+    p95_ratio: float | None = Field(1.25, ge=1)                  # Harrell-Davis p95
+
+
 class GateSettings(Strict):
     alpha: float = Field(0.05, gt=0, lt=0.5)
     on_inconclusive: Literal["fail", "warn", "pass"] = "fail"
     metrics: dict[MetricName, Threshold] = Field(default_factory=dict)
+    vs_baseline: VsBaseline = Field(default_factory=VsBaseline)
+    # A candidate significantly worse than the baseline (Holm-adjusted, one-sided) fails even
+    # when its bound is inside the margin; `false` fails only beyond the margin.
+    fail_on_significant_regression: bool = True
+    bootstrap_resamples: int = Field(9999, ge=199, le=200000)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _tested_bounds(self) -> GateSettings:
+        for metric, threshold in self.metrics.items():
+            bound = TESTED_BOUNDS.get(metric)
+            other = "min" if bound == "max" else "max"
+            if bound and getattr(threshold, other) is not None:
+                raise field_error(
+                    "metrics", f"{metric} takes '{bound}' only (it is tested statistically "
+                    f"against that bound); remove '{other}'")
+        return self
 
 
 class ReportSettings(Strict):
@@ -75,6 +121,7 @@ class GateConfig(Strict):
     """The gate config: `evalgate.yaml`, or `[tool.evalgate]` in pyproject.toml."""
 
     candidate: str
+    baseline: str | None = None
     canaries: list[str] = Field(default_factory=lambda: ["canaries"])
     rubrics: list[str] = Field(default_factory=lambda: ["rubrics"])
     default_rubric: str | None = None
@@ -241,15 +288,21 @@ def display_path(path: Path, root: Path) -> str:
         return str(path)
 
 
-def load_model_config(path: Path, root: Path) -> LoadedModel:
-    shown = display_path(path, root)
-    data, lines = load_yaml(path, shown)
+Reader = Callable[[Path, str], str]
+
+
+def load_model_config(path: Path, root: Path, reader: Reader = read_text,
+                      shown: str | None = None) -> LoadedModel:
+    """Load a model config and the prompt files it names. `reader` reads a file's text: the
+    file system by default, or a git revision for a `git:<ref>:<path>` baseline."""
+    shown = shown or display_path(path, root)
+    data, lines = parse_yaml(reader(path, shown), shown)
     config: ModelConfig = validate(ModelConfig, data, shown, lines)
 
     def side_file(name: str | None, field: str) -> str | None:
         if name is None:
             return None
-        return read_text(path.parent / name, f"{shown} ({field}: {name})")
+        return reader(path.parent / name, f"{shown} ({field}: {name})")
 
     system_prompt = config.system_prompt or side_file(config.system_prompt_file,
                                                       "system_prompt_file")

@@ -109,40 +109,12 @@ class Executor:
         self.redact = redactor([model.api_key()] if model.config.api_key_env
                                and model.config.provider != "sim" else [])
         self.pricing = model.config.pricing
-        self.ssl_context = _shared_ssl_context()
 
     async def run(self, calls: Sequence[PlannedCall], config_label: str = "candidate"
                   ) -> list[Record]:
-        """Run every call once with `concurrency` lanes; one Record per call, in plan order.
-
-        Each lane takes the next call when its previous one is done. Lanes share an httpx client
-        in small groups: httpcore's pool rescans every waiting request against every connection,
-        which makes one client with 64 connections several times slower than 16 clients with 4
-        (see benchmarks/bench_overhead.py).
-        """
-        t0 = time.perf_counter()
-        records: list[Record | None] = [None] * len(calls)
-        pending = iter(enumerate(calls))
-        lanes = max(1, min(self.concurrency, len(calls)))
-        clients = [self._client() for _ in range(math.ceil(lanes / LANES_PER_CLIENT))]
-
-        async def lane(client: httpx.AsyncClient) -> None:
-            for index, call in pending:  # one shared iterator: each call is taken exactly once
-                records[index] = await self._call(client, call, config_label, t0)
-
-        try:
-            await asyncio.gather(*(lane(clients[j // LANES_PER_CLIENT]) for j in range(lanes)))
-        finally:
-            for client in clients:
-                await client.aclose()
-        assert all(r is not None for r in records)
-        return records  # type: ignore[return-value]
-
-    def _client(self) -> httpx.AsyncClient:
-        limits = httpx.Limits(max_connections=LANES_PER_CLIENT,
-                              max_keepalive_connections=LANES_PER_CLIENT)
-        return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(self.policy.timeout_s),
-                                 verify=self.ssl_context)
+        """Run every call once; one Record per call, in plan order."""
+        jobs = [[(self, call, config_label)] for call in calls]
+        return [job[0] for job in await run_jobs(jobs, self.concurrency)]
 
     async def _attempt(self, client: httpx.AsyncClient, call: PlannedCall,
                        budget_s: float) -> Reply:
@@ -151,11 +123,13 @@ class Executor:
                 return await self.provider.invoke(call)
             request = self.provider.build(call)  # type: ignore[attr-defined]
             response = await client.request(request.method, request.url,
-                                            headers=request.headers, json=request.json)
+                                            headers=request.headers, json=request.json,
+                                            timeout=self.policy.timeout_s)
             return self.provider.parse(response)  # type: ignore[attr-defined]
 
-    async def _call(self, client: httpx.AsyncClient, call: PlannedCall, label: str,
-                    t0: float) -> Record:
+    async def call(self, client: httpx.AsyncClient, call: PlannedCall, label: str,
+                   t0: float) -> Record:
+        """Make one planned call (with its retries) and record what happened."""
         entry = call.entry
         attempts: list[Attempt] = []
         start = deadline = 0.0
@@ -211,6 +185,42 @@ class Executor:
                       input_tokens=tokens_in, output_tokens=tokens_out, usage_estimated=estimated,
                       cost_usd=self.pricing.cost(tokens_in, tokens_out),
                       latency_ms=(end - start) * 1000, **common)
+
+
+Step = tuple[Executor, PlannedCall, str]
+
+
+def _client() -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=LANES_PER_CLIENT,
+                          max_keepalive_connections=LANES_PER_CLIENT)
+    return httpx.AsyncClient(limits=limits, verify=_shared_ssl_context())
+
+
+async def run_jobs(jobs: Sequence[Sequence[Step]], concurrency: int) -> list[list[Record]]:
+    """Run jobs on `concurrency` lanes; the steps of one job go back to back on one lane.
+
+    A job is one canary's baseline and candidate request (in a random order), so load drift
+    during the run hits both configs alike. Lanes share an httpx client in small groups:
+    httpcore's pool rescans every waiting request against every connection, which makes one
+    client with 64 connections several times slower than 16 clients with 4 each.
+    """
+    t0 = time.perf_counter()
+    results: list[list[Record]] = [[] for _ in jobs]
+    pending = iter(enumerate(jobs))
+    lanes = max(1, min(concurrency, len(jobs)))
+    clients = [_client() for _ in range(math.ceil(lanes / LANES_PER_CLIENT))]
+
+    async def lane(client: httpx.AsyncClient) -> None:
+        for index, job in pending:  # one shared iterator: each job is taken exactly once
+            results[index] = [await runner.call(client, call, label, t0)
+                              for runner, call, label in job]
+
+    try:
+        await asyncio.gather(*(lane(clients[j // LANES_PER_CLIENT]) for j in range(lanes)))
+    finally:
+        for client in clients:
+            await client.aclose()
+    return results
 
 
 def execute(model: LoadedModel, provider: object, calls: Sequence[PlannedCall],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from evalgate.config import GateSettings
-from evalgate.results import MetricVerdict, ThresholdOut, Verdict
+from evalgate.results import GuardrailVerdict, ThresholdOut, Verdict
 
 
 def fmt(metric: str, value: float | None) -> str:
@@ -21,12 +21,13 @@ def fmt(metric: str, value: float | None) -> str:
 
 
 def judge_metric(metric: str, value: float | None, low: float | None,
-                 high: float | None) -> MetricVerdict:
+                 high: float | None) -> GuardrailVerdict:
+    """A point estimate against a threshold, for metrics evalgate has no test for."""
     threshold = ThresholdOut(max=high, min=low)
     if value is None or math.isnan(value):
-        return MetricVerdict(metric=metric, value=None, threshold=threshold,
-                             verdict="INCONCLUSIVE",
-                             reason=f"cannot decide {metric}: no data (no answered calls)")
+        return GuardrailVerdict(guardrail=metric, metric=metric, kind="point", test=POINT_TEST,
+                                value=None, threshold=threshold, verdict="INCONCLUSIVE",
+                                reason=f"cannot decide {metric}: no data (no answered calls)")
     problems = []
     if high is not None and value > high:
         problems.append(f"above the maximum {fmt(metric, high)}")
@@ -35,15 +36,21 @@ def judge_metric(metric: str, value: float | None, low: float | None,
     bounds = " and ".join(b for b in (
         f"max {fmt(metric, high)}" if high is not None else "",
         f"min {fmt(metric, low)}" if low is not None else "") if b)
+    common = dict(guardrail=metric, metric=metric, kind="point", test=POINT_TEST, value=value,
+                  threshold=threshold)
     if problems:
-        return MetricVerdict(metric=metric, value=value, threshold=threshold, verdict="FAIL",
-                             reason=f"{metric} is {fmt(metric, value)}, {' and '.join(problems)}")
-    return MetricVerdict(metric=metric, value=value, threshold=threshold, verdict="PASS",
-                         reason=f"{metric} is {fmt(metric, value)}, within {bounds}")
+        return GuardrailVerdict(**common, verdict="FAIL",
+                                reason=f"{metric} is {fmt(metric, value)}, "
+                                f"{' and '.join(problems)}")
+    return GuardrailVerdict(**common, verdict="PASS",
+                            reason=f"{metric} is {fmt(metric, value)}, within {bounds}")
+
+
+POINT_TEST = "point estimate vs threshold (no test)"
 
 
 def decide(settings: GateSettings, metrics: dict[str, float | None]
-           ) -> tuple[list[MetricVerdict], Verdict]:
+           ) -> tuple[list[GuardrailVerdict], Verdict]:
     verdicts = [judge_metric(name, metrics.get(name), t.min, t.max)
                 for name, t in settings.metrics.items()]
     overall = overall_verdict([v.verdict for v in verdicts])

@@ -18,6 +18,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--evalgate-report-dir", metavar="DIR", default=None,
                     help="where reports are written (default: the gate config's report.dir, "
                          "'reports')")
+    group.addoption("--evalgate-baseline", metavar="SPEC", default=None,
+                    help="compare with a baseline: a model config (run live), a saved result "
+                         ".json, or git:<ref>:<path> (overrides the gate config's 'baseline')")
+    group.addoption("--evalgate-autosave", action="store_true", default=False,
+                    help="save this run to the local store (.evalgate/runs/)")
+    group.addoption("--evalgate-compare", metavar="ID", nargs="?", const="", default=None,
+                    help="compare with a run in the local store: the newest, or =NUM / =RUN_ID")
 
 
 @pytest.hookimpl(trylast=True)

@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
+from evalgate.baseline import Baseline, save_to_store
 from evalgate.errors import ConfigError
 from evalgate.gate import blocks, fmt
+from evalgate.guardrails import plan_guardrails
 from evalgate.project import CaseEntry, Project, load_project
-from evalgate.results import Record, RunResult, read_result, write_result
+from evalgate.results import GuardrailVerdict, Record, RunResult, read_result, write_result
 
 RESULT_FILE = "evalgate.json"
 GATE_NODE = "evalgate"
@@ -57,9 +59,11 @@ class GateSession:
         if worker is not None and "evalgate_result" in worker:
             self.result_path = Path(worker["evalgate_result"])
             self.run_id = worker["evalgate_run_id"]
+        self.baseline: Baseline | None = None
+        self.plan = plan_guardrails(project.gate.config.gate, has_baseline(config, project))
         self._result: RunResult | None = None
         self._records: dict[str, Record] | None = None
-        self.error: str | None = None
+        self.saved_to: Path | None = None
         self.canary_files = {e.file.resolve() for e in project.entries}
         self.entries_by_file: dict[Path, list[CaseEntry]] = {}
         for entry in project.entries:
@@ -74,9 +78,14 @@ class GateSession:
                 from evalgate.providers import make_provider
 
                 make_provider(project.candidate, sim_base_url="http://127.0.0.1:0")
+                baseline = load_baseline(config, project)
+                if baseline is not None and baseline.model is not None:
+                    make_provider(baseline.model, sim_base_url="http://127.0.0.1:0")
         except ConfigError as exc:
             raise usage_error(exc) from None
         session = cls(config, project)
+        if not hasattr(config, "workerinput"):
+            session.baseline = baseline
         session._aim_collection()
         config.addinivalue_line("markers", "evalgate: an evalgate canary or gate item")
         for tag in sorted({t for e in project.entries for t in e.case.tags}):
@@ -142,10 +151,13 @@ class GateSession:
 
         try:
             result = run_project(self.project, set(selected),
-                                 self.config.getoption("evalgate_concurrency"), self.run_id)
+                                 self.config.getoption("evalgate_concurrency"), self.run_id,
+                                 self.baseline)
         except ConfigError as exc:  # e.g. a prompt template that fails on a case
             raise usage_error(exc) from None
         write_result(result, self.result_path)
+        if self.config.getoption("evalgate_autosave"):
+            self.saved_to = save_to_store(result, self.project.gate)
         self._set_result(result)
 
     def _set_result(self, result: RunResult) -> None:
@@ -175,28 +187,14 @@ class GateSession:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or self._result is None:
             return
-        result = self._result
         tr = terminalreporter
+        result = self._result
         tr.write_sep("=", f"evalgate gate: {result.verdict}")
-        c = result.counts
-        tr.write_line(f"candidate {result.candidate.name} ({result.candidate.provider}, "
-                      f"{result.candidate.model}); {c['canaries']} canaries, {c['calls']} calls, "
-                      f"{c['errors']} errors, {c['attempts']} HTTP attempts, "
-                      f"{result.wall_time_s:.2f}s")
-        rows = [("metric", "value", "threshold", "verdict")]
-        for v in result.verdicts:
-            bound = " ".join(s for s in (
-                f"max {fmt(v.metric, v.threshold.max)}" if v.threshold.max is not None else "",
-                f"min {fmt(v.metric, v.threshold.min)}" if v.threshold.min is not None else "",
-            ) if s)
-            rows.append((v.metric, fmt(v.metric, v.value), bound, v.verdict))
-        shown = {v.metric for v in result.verdicts}
-        rows += [(m, fmt(m, value), "-", "-") for m, value in result.metrics.items()
-                 if m not in shown]
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        for row in rows:
-            tr.write_line("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+        for line in summary_lines(result):
+            tr.write_line(line)
         tr.write_line(f"result: {self.result_path}")
+        if self.saved_to is not None:
+            tr.write_line(f"saved as {self.saved_to.relative_to(self.project.gate.root)}")
 
 
 class XdistHooks:
@@ -321,27 +319,28 @@ class GateCollector(pytest.Collector):
         self.gate = gate
 
     def collect(self) -> Iterable[pytest.Item]:
-        for metric in self.gate.project.gate.config.gate.metrics:
-            item = GateItem.from_parent(self, name=f"gate[{metric}]", metric=metric,
-                                        gate=self.gate)
+        for guardrail in self.gate.plan:
+            item = GateItem.from_parent(self, name=f"gate[{guardrail.name}]",
+                                        guardrail=guardrail.name, gate=self.gate)
             item.add_marker(pytest.mark.evalgate)
             yield item
 
 
 class GateItem(pytest.Item):
-    def __init__(self, *, metric: str, gate: GateSession, **kwargs: Any) -> None:
+    def __init__(self, *, guardrail: str, gate: GateSession, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.metric = metric
+        self.guardrail = guardrail
         self.gate = gate
 
     def runtest(self) -> None:
         result = self.gate.result()
-        verdict = next((v for v in result.verdicts if v.metric == self.metric), None)
+        verdict = next((v for v in result.verdicts if v.guardrail == self.guardrail), None)
         if verdict is None:
-            raise GateFailure(f"no verdict for {self.metric} in {self.gate.result_path}")
-        self.user_properties += [("value", verdict.value), ("verdict", verdict.verdict)]
+            raise GateFailure(f"no verdict for {self.guardrail} in {self.gate.result_path}")
+        self.user_properties += [("value", verdict.value), ("verdict", verdict.verdict),
+                                 ("test", verdict.test), ("p_value", verdict.p_value)]
         if blocks(verdict.verdict, result.on_inconclusive):
-            raise GateFailure(f"{verdict.verdict}: {verdict.reason}")
+            raise GateFailure(failure_text(verdict, result))
         if verdict.verdict == "INCONCLUSIVE" and result.on_inconclusive == "warn":
             warnings.warn(f"evalgate INCONCLUSIVE: {verdict.reason}", stacklevel=1)
 
@@ -352,6 +351,96 @@ class GateItem(pytest.Item):
         return str(super().repr_failure(excinfo, style=style))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.gate.project.gate.path, None, f"evalgate gate[{self.metric}]"
+        return self.gate.project.gate.path, None, f"evalgate gate[{self.guardrail}]"
 
 
+
+
+def has_baseline(config: pytest.Config, project: Project) -> bool:
+    return bool(config.getoption("evalgate_baseline") or project.gate.config.baseline
+                or config.getoption("evalgate_compare") is not None)
+
+
+def load_baseline(config: pytest.Config, project: Project) -> Baseline | None:
+    from evalgate.baseline import from_store, resolve
+
+    compare = config.getoption("evalgate_compare")
+    if compare is not None:
+        return from_store(project.gate, compare or None)
+    spec = config.getoption("evalgate_baseline") or project.gate.config.baseline
+    if not spec:
+        return None
+    field = "--evalgate-baseline" if config.getoption("evalgate_baseline") else "baseline"
+    return resolve(spec, project.gate, field)
+
+
+def failure_text(verdict: GuardrailVerdict, result: RunResult) -> str:
+    """The gate item's failure message: the plain sentence, then the evidence."""
+    reason = verdict.reason
+    lines = [reason if reason.endswith(verdict.verdict) else f"{verdict.verdict}: {reason}"]
+    lines += [f"  {line}" for line in evidence_lines(verdict)]
+    return "\n".join(lines)
+
+
+def evidence_lines(v: GuardrailVerdict) -> list[str]:
+    lines = [f"test: {v.test}"]
+    facts = []
+    if v.p_value is not None:
+        facts.append(f"p = {v.p_value:.3g}")
+    if v.p_regression_holm is not None:
+        facts.append(f"regression p (Holm) = {v.p_regression_holm:.3g}")
+    facts.append(f"n = {v.n_canaries} canaries x {v.n_samples} sample(s)")
+    if v.discordant:
+        facts.append(f"discordant pairs: {v.discordant[0]} worse, {v.discordant[1]} better")
+    lines.append(", ".join(facts))
+    if v.note:
+        lines.append(f"note: {v.note}")
+    return lines
+
+
+def _num(v: GuardrailVerdict, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if v.effect_kind == "ratio":
+        return f"x{value:.3f}"
+    return fmt(v.metric, value)
+
+
+def summary_lines(result: RunResult) -> list[str]:
+    """The terminal's gate section: run facts, the gate table, the sentences and warnings."""
+    c = result.counts
+    lines = [f"candidate {result.candidate.name} ({result.candidate.provider}, "
+             f"{result.candidate.model}); {c['canaries']} canaries, {c['calls']} calls, "
+             f"{c['errors']} errors, {result.calls_made} HTTP attempts, "
+             f"{result.wall_time_s:.2f}s"]
+    if result.baseline is not None:
+        b = result.baseline
+        lines.append(f"baseline {b.name} ({b.source}); compared on "
+                     f"{result.comparison.compared if result.comparison else 0} canaries")
+    rows = [("guardrail", "value", "baseline", "effect [CI]", "margin", "p", "verdict")]
+    for v in result.verdicts:
+        effect = ""
+        if v.effect is not None:
+            effect = f"{_num(v, v.effect)} [{_num(v, v.ci_low)}, {_num(v, v.ci_high)}]"
+        elif v.ci_low is not None or v.ci_high is not None:
+            effect = f"[{fmt(v.metric, v.ci_low)}, {fmt(v.metric, v.ci_high)}]"
+        margin = ""
+        if v.threshold is not None:
+            margin = " ".join(f"{k} {fmt(v.metric, b)}" for k, b in
+                              (("max", v.threshold.max), ("min", v.threshold.min))
+                              if b is not None)
+        elif v.margin is not None:
+            margin = _num(v, v.margin) if v.effect_kind == "ratio" else fmt(v.metric, v.margin)
+        p = "" if v.p_value is None else f"{v.p_value:.3g}"
+        rows.append((v.guardrail, fmt(v.metric, v.value), fmt(v.metric, v.baseline)
+                     if v.baseline is not None else "", effect, margin, p, v.verdict))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+              for row in rows]
+    lines += [f"- {v.reason}" for v in result.verdicts if v.kind != "point"]
+    shown = {v.metric for v in result.verdicts}
+    other = [f"{m} {fmt(m, value)}" for m, value in result.metrics.items() if m not in shown]
+    if other:
+        lines.append("other metrics: " + ", ".join(other))
+    lines += [f"warning: {w}" for w in result.warnings]
+    return lines

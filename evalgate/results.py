@@ -71,11 +71,32 @@ class ThresholdOut(BaseModel):
     min: float | None = None
 
 
-class MetricVerdict(BaseModel):
+class GuardrailVerdict(BaseModel):
+    """One guardrail's verdict with its evidence: what was measured, against what, how sure."""
+
+    guardrail: str
     metric: str
-    value: float | None
-    threshold: ThresholdOut
+    kind: str
+    test: str
+    value: float | None = None
+    baseline: float | None = None
+    effect: float | None = None
+    effect_kind: str = "absolute"
+    ci_low: float | None = None
+    ci_high: float | None = None
+    margin: float | None = None
+    threshold: ThresholdOut | None = None
+    worse: str = "higher"
+    p_value: float | None = None
+    p_regression: float | None = None
+    p_regression_holm: float | None = None
+    n_canaries: int = 0
+    n_samples: int = 1
+    discordant: list[int] | None = None
+    mde: float | None = None
+    min_passable_margin: float | None = None
     verdict: Verdict
+    note: str | None = None
     reason: str
 
 
@@ -84,6 +105,26 @@ class ModelInfo(BaseModel):
     provider: str
     model: str
     fingerprint: str
+
+
+class BaselineInfo(BaseModel):
+    source: str
+    kind: str
+    name: str
+    provider: str | None = None
+    model: str | None = None
+    fingerprint: str | None = None
+    run_id: str | None = None
+    rubric_fingerprints: dict[str, str] = Field(default_factory=dict)
+
+
+class ComparisonInfo(BaseModel):
+    """How the baseline lines up with this run's canaries."""
+
+    compared: int
+    missing_in_baseline: list[str] = Field(default_factory=list)
+    changed: list[str] = Field(default_factory=list)
+    extra_in_baseline: list[str] = Field(default_factory=list)
 
 
 class RunResult(BaseModel):
@@ -102,9 +143,16 @@ class RunResult(BaseModel):
     records: list[Record]
     metrics: dict[str, float | None]
     counts: dict[str, int]
-    verdicts: list[MetricVerdict]
+    verdicts: list[GuardrailVerdict]
     verdict: Verdict
     on_inconclusive: str = "fail"
+    alpha: float = 0.05
+    case_fingerprints: dict[str, str] = Field(default_factory=dict)
+    baseline: BaselineInfo | None = None
+    baseline_records: list[Record] = Field(default_factory=list)
+    baseline_metrics: dict[str, float | None] = Field(default_factory=dict)
+    comparison: ComparisonInfo | None = None
+    warnings: list[str] = Field(default_factory=list)
 
     def record_map(self) -> dict[str, Record]:
         return {r.record_id: r for r in self.records}

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
+import json
+import random
 import time
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 
 from evalgate import __version__
+from evalgate.baseline import Baseline
 from evalgate.config import LoadedModel
-from evalgate.executor import execute
-from evalgate.gate import decide
+from evalgate.executor import Executor, Step, run_jobs
+from evalgate.gate import overall_verdict
 from evalgate.graders.grade import grade
+from evalgate.guardrails import evaluate, plan_guardrails
 from evalgate.metrics import compute_metrics
 from evalgate.project import CaseEntry, PlannedCall, Project, plan_calls
 from evalgate.providers import make_provider
-from evalgate.results import ModelInfo, RunResult
+from evalgate.results import BaselineInfo, ComparisonInfo, ModelInfo, Record, RunResult
+
+CANDIDATE, BASELINE = "candidate", "baseline"
 
 
 def sim_cases(entries: list[CaseEntry]) -> list[object]:
@@ -28,16 +36,18 @@ def sim_cases(entries: list[CaseEntry]) -> list[object]:
 
 
 @contextlib.contextmanager
-def simulator_for(model: LoadedModel, entries: list[CaseEntry]) -> Iterator[str | None]:
-    """Start the local simulator on 127.0.0.1 for `provider: sim`, for as long as the run."""
-    if model.config.provider != "sim":
+def simulator_for(models: Sequence[LoadedModel], entries: list[CaseEntry]
+                  ) -> Iterator[str | None]:
+    """Start one local simulator on 127.0.0.1 serving every `provider: sim` model's profile."""
+    sims = [m for m in models if m.config.provider == "sim"]
+    if not sims:
         yield None
         return
     from evalgate.sim import SimProfile, SimServer
 
-    name = model.config.model or model.name
-    server = SimServer(profiles={name: model.config.sim or SimProfile()},
-                       cases=sim_cases(entries))  # type: ignore[arg-type]
+    server = SimServer(cases=sim_cases(entries))  # type: ignore[arg-type]
+    for model in sims:
+        server.add_profile(model.config.model or model.name, model.config.sim or SimProfile())
     server.start()
     try:
         yield server.base_url
@@ -53,23 +63,120 @@ def select_calls(calls: list[PlannedCall], selected: Collection[str] | None
     return [c for c in calls if c.record_id in wanted]
 
 
+def case_fingerprint(entry: CaseEntry) -> str:
+    """Changes when the canary itself changes (prompt, context, references), not its rubric."""
+    payload = json.dumps(entry.case.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def make_calls(project: Project, selected: Collection[str] | None, concurrency: int,
+               baseline_model: LoadedModel | None) -> tuple[list[Record], list[Record]]:
+    """Make the candidate's calls and, for a live baseline, the baseline's: each canary's two
+    requests go back to back in a random (seeded) order on one lane."""
+    cfg = project.gate.config
+    cand_calls = select_calls(plan_calls(project.candidate, project.entries, cfg.samples),
+                              selected)
+    if not cand_calls:
+        return [], []
+    models = [project.candidate] + ([baseline_model] if baseline_model else [])
+    with simulator_for(models, project.entries) as sim_url:
+        cand = Executor(project.candidate, make_provider(project.candidate, sim_url),
+                        concurrency, cfg.gate.seed)
+        jobs: list[list[Step]] = [[(cand, call, CANDIDATE)] for call in cand_calls]
+        if baseline_model is not None:
+            base = Executor(baseline_model, make_provider(baseline_model, sim_url), concurrency,
+                            cfg.gate.seed + 1)
+            base_calls = select_calls(plan_calls(baseline_model, project.entries, cfg.samples),
+                                      selected)
+            order = random.Random(cfg.gate.seed)
+            for job, call in zip(jobs, base_calls, strict=True):
+                job.insert(order.randrange(2), (base, call, BASELINE))
+        done = asyncio.run(run_jobs(jobs, concurrency))
+    records = [r for job in done for r in job]
+    return ([r for r in records if r.config == CANDIDATE],
+            [r for r in records if r.config == BASELINE])
+
+
+def saved_baseline_records(project: Project, baseline: Baseline, keys: set[str],
+                           fingerprints: dict[str, str]
+                           ) -> tuple[list[Record], ComparisonInfo, list[str]]:
+    """The saved run's answers on this run's canaries, re-graded with today's rubrics."""
+    saved = baseline.saved
+    assert saved is not None
+    stored = {r.key for r in saved.records}
+    changed = sorted(k for k in keys & stored
+                     if saved.case_fingerprints.get(k) not in (None, fingerprints[k]))
+    usable = (keys & stored) - set(changed)
+    entries = project.entries_by_key()
+    records = []
+    for old in saved.records:
+        if old.key in usable:
+            record = old.model_copy(deep=True, update={"config": BASELINE})
+            records.append(grade(record, entries[record.key].criteria))
+    comparison = ComparisonInfo(compared=len(usable), missing_in_baseline=sorted(keys - stored),
+                                changed=changed, extra_in_baseline=sorted(stored - keys))
+    warnings = []
+    current = {n: r.fingerprint() for n, r in project.rubrics.items()}
+    differing = sorted(n for n, fp in saved.rubric_fingerprints.items()
+                       if n in current and current[n] != fp)
+    if differing:
+        warnings.append(f"rubric(s) {', '.join(differing)} changed since the baseline run "
+                        f"{saved.run_id}: its stored answers were re-graded with today's rubric")
+    if comparison.missing_in_baseline:
+        warnings.append(f"{len(comparison.missing_in_baseline)} canary(ies) are not in the "
+                        "baseline run: compared on the intersection only")
+    if changed:
+        warnings.append(f"{len(changed)} canary(ies) changed since the baseline run "
+                        f"(e.g. {changed[0]}): left out of the comparison")
+    return records, comparison, warnings
+
+
+def baseline_info(baseline: Baseline) -> BaselineInfo:
+    if baseline.model is not None:
+        model = baseline.model
+        return BaselineInfo(source=baseline.source.spec, kind=baseline.source.kind,
+                            name=model.name, provider=model.config.provider,
+                            model=model.config.model or model.name,
+                            fingerprint=model.fingerprint())
+    saved = baseline.saved
+    assert saved is not None
+    return BaselineInfo(source=baseline.source.spec, kind="result", name=saved.candidate.name,
+                        provider=saved.candidate.provider, model=saved.candidate.model,
+                        fingerprint=saved.candidate.fingerprint, run_id=saved.run_id,
+                        rubric_fingerprints=saved.rubric_fingerprints)
+
+
 def run_project(project: Project, selected: Collection[str] | None = None,
-                concurrency: int | None = None, run_id: str | None = None) -> RunResult:
+                concurrency: int | None = None, run_id: str | None = None,
+                baseline: Baseline | None = None) -> RunResult:
     """Make each selected (canary, sample) call once and decide the gate on the results."""
     cfg = project.gate.config
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    calls = select_calls(plan_calls(project.candidate, project.entries, cfg.samples), selected)
-    entries_by_key = project.entries_by_key()
     workers = concurrency or cfg.concurrency
-    with simulator_for(project.candidate, project.entries) as sim_url:
-        provider = make_provider(project.candidate, sim_url)
-        records = execute(project.candidate, provider, calls, workers) if calls else []
-    for record in records:
-        grade(record, entries_by_key[record.key].criteria)
-    metrics, counts = compute_metrics(records)
-    verdicts, overall = decide(cfg.gate, metrics)
+    live = baseline.model if baseline is not None else None
+    cand_records, base_records = make_calls(project, selected, workers, live)
+    entries = project.entries_by_key()
+    for record in [*cand_records, *base_records]:
+        grade(record, entries[record.key].criteria)
+    fingerprints = {e.key: case_fingerprint(e) for e in project.entries}
+    comparison, warnings = None, []
+    if baseline is not None and baseline.saved is not None:
+        keys = {r.key for r in cand_records}
+        base_records, comparison, warnings = saved_baseline_records(
+            project, baseline, keys, fingerprints)
+    elif baseline is not None:
+        comparison = ComparisonInfo(compared=len({r.key for r in cand_records}))
+    metrics, counts = compute_metrics(cand_records)
+    base_metrics = compute_metrics(base_records)[0] if baseline is not None else {}
+    plan = plan_guardrails(cfg.gate, baseline is not None)
+    verdicts = evaluate(cfg.gate, plan, cand_records,
+                        base_records if baseline is not None else None, metrics, cfg.samples)
+    for v in verdicts:
+        if v.note and "can only detect" in v.note:
+            warnings.append(f"{v.guardrail}: {v.note}")
     model = project.candidate
+    all_records = [*cand_records, *(base_records if live is not None else [])]
     return RunResult(
         evalgate_version=__version__,
         run_id=run_id or uuid.uuid4().hex[:12],
@@ -83,11 +190,18 @@ def run_project(project: Project, selected: Collection[str] | None = None,
                             fingerprint=model.fingerprint()),
         samples=cfg.samples,
         concurrency=workers,
-        calls_made=sum(len(r.attempts) for r in records),
-        records=records,
+        calls_made=sum(len(r.attempts) for r in all_records),
+        records=cand_records,
         metrics=metrics,
         counts=counts,
         verdicts=verdicts,
-        verdict=overall,
+        verdict=overall_verdict([v.verdict for v in verdicts]),
         on_inconclusive=cfg.gate.on_inconclusive,
+        alpha=cfg.gate.alpha,
+        case_fingerprints={k: fingerprints[k] for k in sorted({r.key for r in cand_records})},
+        baseline=baseline_info(baseline) if baseline is not None else None,
+        baseline_records=base_records,
+        baseline_metrics=base_metrics,
+        comparison=comparison,
+        warnings=warnings,
     )

@@ -63,12 +63,14 @@ def test_shipped_gate_config_loads() -> None:
     assert config.candidate == "models/candidate.yaml"
     assert config.canaries == ["canaries/"]
     assert config.rubrics == ["rubrics/"]
-    assert config.samples == 2
+    assert config.baseline == "models/baseline.yaml"
+    assert config.samples == 3
     assert config.canary_failures == "report"
     assert config.gate.on_inconclusive == "fail"
-    assert config.gate.metrics["pass_rate"].min == 0.85
-    assert config.gate.metrics["pass_rate"].max is None
-    assert config.gate.metrics["latency_p95_ms"].max == 900
+    assert config.gate.metrics["hallucination_rate"].max == 0.10
+    assert config.gate.metrics["hallucination_rate"].min is None
+    assert config.gate.metrics["latency_p95_ms"].max == 1200
+    assert config.gate.vs_baseline.p95_ratio == 1.25
     assert set(config.gate.metrics) <= set(METRICS)
     assert gate.root == REPO
     assert gate.resolve("models/candidate.yaml") == REPO / "models" / "candidate.yaml"

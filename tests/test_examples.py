@@ -19,7 +19,11 @@ def test_shipped_example_passes_the_gate(tmp_path: Path) -> None:
     assert "evalgate gate: PASS" in out.stdout
     result = json.loads((tmp_path / "evalgate.json").read_text())
     assert result["verdict"] == "PASS"
-    assert result["counts"]["canaries"] == 33 and result["counts"]["calls"] == 66
-    assert {v["metric"] for v in result["verdicts"]} == {
-        "latency_p95_ms", "cost_per_1k_usd", "hallucination_rate", "pass_rate", "error_rate"}
+    assert result["counts"]["canaries"] == 64 and result["counts"]["calls"] == 192
+    assert len(result["baseline_records"]) == 192  # the live baseline ran the same canaries
+    assert {v["guardrail"] for v in result["verdicts"]} == {
+        "latency_p95_ms", "cost_per_1k_usd", "hallucination_rate", "error_rate",
+        "hallucination_rate_vs_baseline", "pass_rate_vs_baseline", "cost_ratio_vs_baseline",
+        "latency_ratio_vs_baseline", "p95_ratio_vs_baseline"}
+    assert all(v["verdict"] == "PASS" and v["test"] for v in result["verdicts"])
     assert not list(ROOT.glob("tests/**/evalgate.json"))

@@ -1,0 +1,171 @@
+"""Guardrails: which checks a gate config asks for, and their verdicts from graded records.
+
+Each canary is the unit of analysis: with K samples its values are averaged first, and the
+candidate is compared with the baseline canary by canary (paired). The statistics live in
+`stats.py`; this module only shapes records into per-canary arrays and evidence into verdicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from evalgate.config import TESTED_BOUNDS, GateSettings
+from evalgate.gate import judge_metric
+from evalgate.results import GuardrailVerdict, Record, ThresholdOut
+
+VS_BASELINE = "_vs_baseline"
+
+
+@dataclass(frozen=True)
+class Guardrail:
+    name: str      # the gate item's name: gate[<name>]
+    metric: str
+    kind: str      # rate_cap | p95_slo | cost_budget | point | rate_vs_baseline | ...
+    bound: float | None
+    worse: str = "higher"
+
+
+def plan_guardrails(settings: GateSettings, has_baseline: bool) -> list[Guardrail]:
+    """The gate's guardrails, known before any call (they become test items)."""
+    plan = []
+    for metric, threshold in settings.metrics.items():
+        bound = TESTED_BOUNDS.get(metric)
+        if bound is None:
+            plan.append(Guardrail(metric, metric, "point", None))
+            continue
+        value = getattr(threshold, bound)
+        worse = "higher" if bound == "max" else "lower"
+        kind = {"latency_p95_ms": "p95_slo", "cost_per_request_usd": "cost_budget",
+                "cost_per_1k_usd": "cost_budget"}.get(metric, "rate_cap")
+        plan.append(Guardrail(metric, metric, kind, value, worse))
+    if has_baseline:
+        margins = settings.vs_baseline
+        for field, metric, kind, worse in (
+            ("hallucination_rate", "hallucination_rate", "rate_vs_baseline", "higher"),
+            ("pass_rate", "pass_rate", "rate_vs_baseline", "lower"),
+            ("cost_ratio", "cost_per_request_usd", "cost_ratio", "higher"),
+            ("latency_ratio", "latency_ms", "latency_gm_ratio", "higher"),
+            ("p95_ratio", "latency_p95_ms", "p95_ratio", "higher"),
+        ):
+            margin = getattr(margins, field)
+            if margin is not None:
+                plan.append(Guardrail(field + VS_BASELINE, metric, kind, margin, worse))
+    return plan
+
+
+Extract = Callable[[Record], float | None]
+
+EXTRACT: dict[str, Extract] = {
+    "hallucination_rate": lambda r: None if r.hallucination is None else float(r.hallucination),
+    "pass_rate": lambda r: None if r.passed is None else float(r.passed),
+    "error_rate": lambda r: 0.0 if r.ok else 1.0,
+    "latency_p95_ms": lambda r: r.latency_ms if r.ok else None,
+    "latency_ms": lambda r: r.latency_ms if r.ok else None,
+    "cost_per_request_usd": lambda r: r.cost_usd if r.ok else None,
+    "cost_per_1k_usd": lambda r: None if not r.ok or r.cost_usd is None else r.cost_usd * 1000,
+}
+
+
+def per_canary(records: Sequence[Record], extract: Extract) -> dict[str, float]:
+    """Each canary's mean over its samples (canaries with no value are left out)."""
+    sums: dict[str, list[float]] = {}
+    for record in records:
+        value = extract(record)
+        if value is not None:
+            sums.setdefault(record.key, []).append(value)
+    return {key: sum(values) / len(values) for key, values in sums.items()}
+
+
+def paired(cand: dict[str, float], base: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    keys = sorted(cand.keys() & base.keys())
+    return np.array([cand[k] for k in keys]), np.array([base[k] for k in keys])
+
+
+def no_data(guardrail: Guardrail, samples: int) -> GuardrailVerdict:
+    return GuardrailVerdict(
+        guardrail=guardrail.name, metric=guardrail.metric, kind=guardrail.kind,
+        test="(none: no data)", margin=guardrail.bound, worse=guardrail.worse,
+        n_canaries=0, n_samples=samples, verdict="INCONCLUSIVE",
+        reason=f"cannot decide {guardrail.name}: no canary has data for it")
+
+
+def _evidence(g: Guardrail, cand: np.ndarray, base: np.ndarray | None, settings: GateSettings,
+              samples: int) -> Any:
+    from evalgate import stats
+
+    alpha = settings.alpha
+    if g.kind == "rate_cap":
+        return stats.rate_cap(cand, guardrail=g.name, cap=g.bound, alpha=alpha, samples=samples,
+                              worse=g.worse)
+    if g.kind == "p95_slo":
+        return stats.p95_slo(cand, guardrail=g.name, slo_ms=g.bound, alpha=alpha,
+                             samples=samples)
+    if g.kind == "cost_budget":
+        return stats.cost_budget(cand, guardrail=g.name, budget=g.bound, alpha=alpha,
+                                 samples=samples)
+    assert base is not None
+    if g.kind == "rate_vs_baseline":
+        return stats.compare_rate(cand, base, guardrail=g.name, margin=g.bound, alpha=alpha,
+                                  samples=samples, worse=g.worse)
+    if g.kind == "cost_ratio":
+        return stats.compare_cost(cand, base, guardrail=g.name, margin_ratio=g.bound,
+                                  alpha=alpha, seed=settings.seed, samples=samples,
+                                  bca_resamples=settings.bootstrap_resamples)
+    if g.kind == "latency_gm_ratio":
+        return stats.compare_latency_gm(cand, base, guardrail=g.name, margin_ratio=g.bound,
+                                        alpha=alpha, samples=samples)
+    if g.kind == "p95_ratio":
+        return stats.compare_p95(cand, base, guardrail=g.name, margin_ratio=g.bound, alpha=alpha,
+                                 resamples=settings.bootstrap_resamples, seed=settings.seed,
+                                 samples=samples)
+    raise ValueError(f"unknown guardrail kind {g.kind}")
+
+
+def to_verdict(g: Guardrail, ev: Any) -> GuardrailVerdict:
+    threshold = None
+    if g.kind in ("rate_cap", "p95_slo", "cost_budget"):
+        threshold = ThresholdOut(max=g.bound) if g.worse == "higher" else ThresholdOut(min=g.bound)
+    return GuardrailVerdict(
+        guardrail=g.name, metric=g.metric, kind=ev.kind, test=ev.test, value=ev.estimate,
+        baseline=ev.baseline, effect=ev.effect, effect_kind=ev.effect_kind, ci_low=ev.ci_low,
+        ci_high=ev.ci_high, margin=ev.margin, threshold=threshold, worse=ev.worse,
+        p_value=ev.p_value, p_regression=ev.p_regression,
+        p_regression_holm=ev.p_regression_holm, n_canaries=ev.n_canaries,
+        n_samples=ev.n_samples, discordant=list(ev.discordant) if ev.discordant else None,
+        mde=ev.mde, min_passable_margin=ev.min_passable_margin, verdict=ev.verdict,
+        note=ev.note, reason=ev.sentence)
+
+
+def evaluate(settings: GateSettings, plan: list[Guardrail], cand_records: Sequence[Record],
+             base_records: Sequence[Record] | None, metrics: dict[str, float | None],
+             samples: int) -> list[GuardrailVerdict]:
+    """Verdicts for every planned guardrail, Holm-adjusted across the run's regression tests."""
+    from evalgate import stats
+
+    verdicts: dict[str, GuardrailVerdict] = {}
+    tested: list[tuple[Guardrail, Any]] = []
+    for g in plan:
+        if g.kind == "point":
+            threshold = settings.metrics[g.metric]
+            verdicts[g.name] = judge_metric(g.metric, metrics.get(g.metric), threshold.min,
+                                            threshold.max)
+            continue
+        extract = EXTRACT[g.metric]
+        cand_values = per_canary(cand_records, extract)
+        if base_records is None:
+            cand, base = np.array(list(cand_values.values())), None
+        else:
+            cand, base = paired(cand_values, per_canary(base_records, extract))
+        if len(cand) == 0:
+            verdicts[g.name] = no_data(g, samples)
+            continue
+        tested.append((g, _evidence(g, cand, base, settings, samples)))
+    final = stats.finalize([ev for _, ev in tested], settings.alpha,
+                           settings.fail_on_significant_regression)
+    for (g, _), ev in zip(tested, final, strict=True):
+        verdicts[g.name] = to_verdict(g, ev)
+    return [verdicts[g.name] for g in plan]
