@@ -24,30 +24,31 @@ class LineMap:
     """Maps a location (keys and list indices from the document root) to a 1-based line."""
 
     def __init__(self, lines: dict[Loc, int] | None = None,
-                 text_lines: dict[Loc, int] | None = None) -> None:
+                 text_lines: dict[Loc, int] | None = None, root: Loc = ()) -> None:
         self.lines: dict[Loc, int] = lines or {}
         # Where the text of a literal block scalar (`key: |`) starts: the line after the key.
         self.text_lines: dict[Loc, int] = text_lines or {}
+        self.root = root  # a sub-document's map is a view: locations are relative to `root`
+
+    def has(self, loc: Iterable[int | str]) -> bool:
+        return (*self.root, *loc) in self.lines
 
     def line_of(self, loc: Iterable[int | str]) -> int | None:
         """Line of the deepest known prefix of `loc` (pydantic adds union/validator tags)."""
-        path = tuple(loc)
-        while path:
+        path = (*self.root, *loc)
+        while len(path) > len(self.root):
             if path in self.lines:
                 return self.lines[path]
             path = path[:-1]
-        return self.lines.get(())
+        return self.lines.get(self.root)
 
     def text_line(self, loc: Iterable[int | str]) -> int | None:
         """Line of the first line of text of the string at `loc` (for template errors)."""
-        path = tuple(loc)
-        return self.text_lines.get(path) or self.line_of(path)
+        return self.text_lines.get((*self.root, *loc)) or self.line_of(loc)
 
     def sub(self, prefix: Loc) -> LineMap:
-        """The map of a sub-document, re-rooted at `prefix`."""
-        n = len(prefix)
-        return LineMap({k[n:]: v for k, v in self.lines.items() if k[:n] == prefix},
-                       {k[n:]: v for k, v in self.text_lines.items() if k[:n] == prefix})
+        """The map of a sub-document, re-rooted at `prefix` (a view: no copying)."""
+        return LineMap(self.lines, self.text_lines, (*self.root, *prefix))
 
 
 def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str,
@@ -74,11 +75,16 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str,
             _walk(item, (*loc, i), lines, file, text_lines)
 
 
+# libyaml's safe loader when PyYAML was built with it (several times faster), else pure Python.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_yaml(text: str, file: str) -> tuple[Any, LineMap]:
     """Parse YAML safely (never constructs Python objects) and record each value's line."""
+    loader = _LOADER(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -87,6 +93,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, LineMap]:
         if context and context_mark is not None and context_mark.line + 1 != line:
             problem += f" ({context} that starts at line {context_mark.line + 1})"
         raise ConfigError(Problem(file, f"invalid YAML: {problem}", line)) from None
+    finally:
+        loader.dispose()
     lines: dict[Loc, int] = {}
     text_lines: dict[Loc, int] = {}
     if node is not None:
@@ -138,7 +146,7 @@ def problems_from_validation(
         field_error = _FIELD_ERROR.match(message)
         if field_error:  # a cross-field check that names its field (see field_error())
             field, anchor, message = field_error.groups()
-            line = lines.line_of((*loc, field)) if (*loc, field) in lines.lines else \
+            line = lines.line_of((*loc, field)) if lines.has((*loc, field)) else \
                 lines.line_of((*loc, anchor or field))
             problems.append(Problem(file, message, line, _field_name((*prefix, *loc, field))))
             continue

@@ -103,8 +103,8 @@ def test_a_failed_call_fails_its_canary_and_the_run_goes_on(pytester: pytest.Pyt
 
 @pytest.mark.parametrize(("canary_text", "expected"), [
     ("rubric: basic\ncases:\n  - id: a\n    prompt: [unclosed\n",
-     "canaries/set.yaml:5: invalid YAML: expected ',' or ']', but got '<stream end>' (while "
-     "parsing a flow sequence that starts at line 4)"),
+     "canaries/set.yaml:5: invalid YAML: *expected ',' or ']'* (while parsing a flow sequence "
+     "that starts at line 4)"),
     ("rubric: basic\ncases:\n  - id: a\n    prompt: hi\n    colour: red\n",
      "canaries/set.yaml:5: cases.0.colour: unknown field"),
     ("rubric: basic\ncases:\n  - id: a\n    prompt: hi\n  - id: a\n    prompt: ho\n",
@@ -115,7 +115,7 @@ def test_broken_canary_file_is_a_usage_error(pytester: pytest.Pytester, canary_t
     write_project(pytester.path, model=sim_model(), canary_text=canary_text)
     result = pytester.runpytest_subprocess("--evalgate")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert expected in result.stderr.str()
+    result.stderr.fnmatch_lines([f"ERROR: evalgate: {expected}*"])
     assert "Traceback" not in result.stderr.str()
 
 
