@@ -393,6 +393,13 @@ def evidence_lines(v: GuardrailVerdict) -> list[str]:
     if v.discordant:
         facts.append(f"discordant pairs: {v.discordant[0]} worse, {v.discordant[1]} better")
     lines.append(", ".join(facts))
+    power = []
+    if v.mde is not None:
+        power.append(f"detectable at 80% power: {_num(v, v.mde)}")
+    if v.min_passable_margin is not None:
+        power.append(f"smallest margin this run could pass: {_num(v, v.min_passable_margin)}")
+    if power:
+        lines.append(", ".join(power))
     if v.note:
         lines.append(f"note: {v.note}")
     return lines

@@ -582,8 +582,13 @@ def _level(alpha: float) -> str:
 def _sentence(ev: Evidence, holm_alpha: float | None = None) -> str:
     """One plain sentence: what moved, by how much, the worse-side bound, the limit, the verdict."""
     kind, ek = ev.kind, ev.effect_kind
-    side = "upper" if ev.worse == "higher" else "lower"
-    bound = ev.ci_high if ev.worse == "higher" else ev.ci_low
+    # The bound that decides: the worse side shows it fits the margin; on a FAIL beyond the
+    # margin, the better side shows that even the best case does not.
+    beyond = ev.verdict == "FAIL" and _verdict_from_bounds(
+        ek, ev.worse, ev.ci_low, ev.ci_high, ev.margin) == "FAIL"
+    upper = (ev.worse == "higher") != beyond
+    side = "upper" if upper else "lower"
+    bound = ev.ci_high if upper else ev.ci_low
     bound_txt = f"{_level(ev.alpha)} {side} bound {_fmt_effect(kind, ek, bound)}"
     if ek == "absolute":
         word = {"p95_slo": "an SLO", "cost_budget": "a budget"}.get(

@@ -362,7 +362,17 @@ def test_compare_rate_binary_pass_rate_worse_lower() -> None:
     assert ev.min_passable_margin == pytest.approx(high)
     assert ev.p_regression == pytest.approx(mcnemar_regression_p(b, c))
     assert ev.verdict == ("FAIL" if -low < -0.03 else "INCONCLUSIVE")
-    assert "95% lower bound" in ev.sentence
+    # A FAIL beyond the margin quotes the bound that proves it: even the best case (upper bound
+    # on the change in pass rate) is a drop larger than the tolerance.
+    assert -low < -0.03 and f"95% upper bound {-low * 100:+.1f} points" in ev.sentence
+
+
+def test_sentence_quotes_the_worse_side_bound_when_not_failing_beyond_margin() -> None:
+    n, b, c = 300, 9, 6
+    cand, base = paired_binary(b, c, n, worse="higher")
+    ev = compare_rate(cand, base, guardrail="h", margin=0.05, alpha=ALPHA, samples=1)
+    assert ev.verdict != "FAIL"
+    assert f"95% upper bound {tango_ci(b, c, n, ALPHA)[1] * 100:+.1f} points" in ev.sentence
 
 
 def test_compare_rate_clustered_uses_paired_t() -> None:
