@@ -62,7 +62,7 @@ def test_gate_item_fails_on_a_slow_profile(pytester: pytest.Pytester) -> None:
     out = result.stdout.str()
     assert "FAILED evalgate::gate[latency_p95_ms]" in out
     result.stdout.re_match_lines([
-        r"latency_p95_ms: candidate \d+ ms \(95% upper bound \d+ ms\) against an SLO "
+        r"latency_p95_ms: candidate \d+ ms \(95% lower bound \d+ ms\) against an SLO "
         r"of 50\.0 ms: FAIL", r"  test: .*order-statistic quantile test.*"])
     data = result_json(pytester)
     assert data["verdict"] == "FAIL" and data["metrics"]["latency_p95_ms"] >= 120
@@ -94,7 +94,7 @@ def test_a_failed_call_fails_its_canary_and_the_run_goes_on(pytester: pytest.Pyt
     result = pytester.runpytest_subprocess("--evalgate")
     result.assert_outcomes(failed=5)
     result.stdout.fnmatch_lines(["*call failed after 1 attempt(s): server_error: HTTP 500*",
-                                 "error_rate: candidate 100.0% (95% upper bound 100.0%) "
+                                 "error_rate: candidate 100.0% (95% lower bound *) "
                                  "against a cap of 1.0%: FAIL",
                                  "INCONCLUSIVE: cannot decide pass_rate: no canary has data*"])
     records = result_json(pytester)["records"]
