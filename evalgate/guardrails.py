@@ -93,6 +93,14 @@ def no_data(guardrail: Guardrail, samples: int) -> GuardrailVerdict:
         reason=f"cannot decide {guardrail.name}: no canary has data for it")
 
 
+def undecidable(guardrail: Guardrail, samples: int, n: int, why: str) -> GuardrailVerdict:
+    return GuardrailVerdict(
+        guardrail=guardrail.name, metric=guardrail.metric, kind=guardrail.kind,
+        test="(none: the data do not allow it)", margin=guardrail.bound, worse=guardrail.worse,
+        n_canaries=n, n_samples=samples, verdict="INCONCLUSIVE",
+        reason=f"cannot decide {guardrail.name}: {why}")
+
+
 def _evidence(g: Guardrail, cand: np.ndarray, base: np.ndarray | None, settings: GateSettings,
               samples: int) -> Any:
     from evalgate import stats
@@ -163,7 +171,10 @@ def evaluate(settings: GateSettings, plan: list[Guardrail], cand_records: Sequen
         if len(cand) == 0:
             verdicts[g.name] = no_data(g, samples)
             continue
-        tested.append((g, _evidence(g, cand, base, settings, samples)))
+        try:
+            tested.append((g, _evidence(g, cand, base, settings, samples)))
+        except ValueError as exc:  # e.g. a ratio to a baseline that cost nothing
+            verdicts[g.name] = undecidable(g, samples, len(cand), str(exc))
     final = stats.finalize([ev for _, ev in tested], settings.alpha,
                            settings.fail_on_significant_regression)
     for (g, _), ev in zip(tested, final, strict=True):

@@ -186,7 +186,7 @@ def _tango_q21(b: int, c: int, n: int, delta: float) -> float:
     return (disc - b_) / (2.0 * a_)
 
 
-def tango_statistic(b: int, c: int, n: int, delta: float) -> float:
+def tango_statistic(b: float, c: float, n: int, delta: float) -> float:
     """Tango's score statistic for a paired difference of proportions d = (b - c)/n, H0: d = delta.
 
     T = (b - c - n delta) / sqrt(n (2 q21 + delta (1 - delta))) with q21 the restricted MLE
@@ -205,7 +205,7 @@ def tango_statistic(b: int, c: int, n: int, delta: float) -> float:
     return num / math.sqrt(var)
 
 
-def tango_ci(b: int, c: int, n: int, alpha: float) -> tuple[float, float]:
+def tango_ci(b: float, c: float, n: int, alpha: float) -> tuple[float, float]:
     """Score interval for the paired difference (b - c)/n: each side a one-sided 1-alpha bound.
 
     Inverts `tango_statistic` with brentq: the lower bound solves T = +z_{1-alpha}, the upper
@@ -712,19 +712,34 @@ def compare_rate(cand: np.ndarray, base: np.ndarray, *, guardrail: str, margin: 
     se = ts.se
     if se == 0.0:
         se = math.sqrt(2.0 * p0 * (1.0 - p0) / (n * samples))
+    # The t interval collapses when every canary moved alike (e.g. no hallucination anywhere, so
+    # every difference is 0), so it is never narrower than Tango's interval over the n*K draws
+    # with the observed discordance. Treating draws as independent is optimistic under
+    # clustering, which is why it only serves as a floor: wherever canaries vary, t decides.
+    b_draws = float(np.clip(diff, 0, None).sum()) * samples
+    c_draws = float(np.clip(-diff, 0, None).sum()) * samples
+    f_low, f_high = tango_ci(b_draws, c_draws, n * samples, alpha)
+    low, high = min(ts.low, f_low), max(ts.high, f_high)
     if worse == "higher":
+        floor_used = f_high > ts.high
+        floor_p = float(stats.norm.cdf(tango_statistic(b_draws, c_draws, n * samples, margin)))
         p_value = _t_p(diff, margin, "less")
         p_reg = _t_p(diff, 0.0, "greater")
     else:
+        floor_used = f_low < ts.low
+        floor_p = float(stats.norm.sf(tango_statistic(b_draws, c_draws, n * samples, -margin)))
         p_value = _t_p(diff, -margin, "greater")
         p_reg = _t_p(diff, 0.0, "less")
+    if floor_used:  # the p-value tells the same story as the bound that decides
+        p_value = max(p_value, floor_p)
     ok = n >= MIN_CANARIES_T
     notes = [None if ok else f"only {n} canaries (need {MIN_CANARIES_T} for the paired t)"]
     return _build(
         guardrail=guardrail, kind="rate_vs_baseline",
-        test=f"paired t on per-canary rates (canary = cluster of K={samples})",
+        test=f"paired t on per-canary rates (canary = cluster of K={samples}), floored by "
+             "Tango's interval over the draws",
         estimate=est, baseline=base_rate, effect=ts.mean, effect_kind="difference",
-        ci_low=ts.low, ci_high=ts.high, margin=margin, worse=worse, p_value=p_value,
+        ci_low=low, ci_high=high, margin=margin, worse=worse, p_value=p_value,
         p_regression=p_reg, n_canaries=n, n_samples=samples, discordant=None,
         mde=mde_difference(se, alpha), alpha=alpha, minimum_met=ok, notes=notes,
         baseline_level=base_rate)

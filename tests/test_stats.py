@@ -823,3 +823,15 @@ def test_power_on_a_p95_regression_matches_the_mde() -> None:
     # Alone in its run (Holm over one test), a detected regression FAILs the guardrail.
     final = [finalize([ev], ALPHA)[0] for ev in big]
     assert np.mean([ev.verdict == "FAIL" for ev in final]) == power_big
+
+
+def test_compare_rate_clustered_never_collapses_when_nothing_varies() -> None:
+    """No hallucination in 64 canaries x 2 samples, either side: the t interval is [0, 0], but
+    the bound must still reflect the finite number of draws (Tango over 128 draws)."""
+    zeros = np.zeros(64)
+    ev = compare_rate(zeros, zeros, guardrail="h", margin=0.01, alpha=ALPHA, samples=2)
+    assert ev.ci_high == pytest.approx(tango_ci(0, 0, 128, ALPHA)[1])
+    assert ev.ci_high > 0.015
+    assert ev.verdict == "INCONCLUSIVE"  # a 1-point margin cannot be shown from 128 draws
+    wide = compare_rate(zeros, zeros, guardrail="h", margin=0.05, alpha=ALPHA, samples=2)
+    assert wide.verdict == "PASS" and wide.p_value < ALPHA
