@@ -243,6 +243,18 @@ class LoadedModel:
         payload["prompt_template"] = self.prompt_template
         return _digest(payload)
 
+    def describe(self) -> dict[str, Any]:
+        """The config for reports: every setting, prompts resolved, no secret (only the name of
+        the key's environment variable is in the config to begin with)."""
+        payload = self.config.model_dump(mode="json", exclude_none=True,
+                                          exclude={"system_prompt_file", "prompt_template_file"})
+        payload["name"] = self.name
+        if self.system_prompt is not None:
+            payload["system_prompt"] = self.system_prompt
+        if self.prompt_template is not None:
+            payload["prompt_template"] = self.prompt_template
+        return payload
+
     def api_key(self) -> str | None:
         """The API key from the environment; never stored, logged or written anywhere."""
         env = self.config.api_key_env

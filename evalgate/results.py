@@ -7,7 +7,7 @@ baseline of a later run. Pydantic models here; plain functions elsewhere.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -105,6 +105,16 @@ class ModelInfo(BaseModel):
     provider: str
     model: str
     fingerprint: str
+    # The model config as loaded (the API key's env var name only, never its value) and the
+    # resolved system prompt / prompt template, so reports can show what changed.
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunEnvironment(BaseModel):
+    python: str = ""
+    platform: str = ""
+    git_commit: str | None = None
+    git_branch: str | None = None
 
 
 class BaselineInfo(BaseModel):
@@ -116,6 +126,7 @@ class BaselineInfo(BaseModel):
     fingerprint: str | None = None
     run_id: str | None = None
     rubric_fingerprints: dict[str, str] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
 
 
 class ComparisonInfo(BaseModel):
@@ -146,6 +157,7 @@ class RunResult(BaseModel):
     verdicts: list[GuardrailVerdict]
     verdict: Verdict
     on_inconclusive: str = "fail"
+    canary_failures: str = "fail"  # fail: a failing canary fails the run; report: shown only
     alpha: float = 0.05
     case_fingerprints: dict[str, str] = Field(default_factory=dict)
     baseline: BaselineInfo | None = None
@@ -153,6 +165,10 @@ class RunResult(BaseModel):
     baseline_metrics: dict[str, float | None] = Field(default_factory=dict)
     comparison: ComparisonInfo | None = None
     warnings: list[str] = Field(default_factory=list)
+    gate: dict[str, Any] = Field(default_factory=dict)  # the GateSettings the verdicts used
+    environment: RunEnvironment = Field(default_factory=RunEnvironment)
+    total_cost_usd: float = 0.0  # spend of this run's calls (candidate and a live baseline)
+    calls_from_cache: int = 0
 
     def record_map(self) -> dict[str, Record]:
         return {r.record_id: r for r in self.records}

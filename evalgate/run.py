@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import platform
 import random
+import subprocess
 import time
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from evalgate import __version__
 from evalgate.baseline import Baseline
@@ -22,7 +25,14 @@ from evalgate.guardrails import evaluate, plan_guardrails
 from evalgate.metrics import compute_metrics
 from evalgate.project import CaseEntry, PlannedCall, Project, plan_calls
 from evalgate.providers import make_provider
-from evalgate.results import BaselineInfo, ComparisonInfo, ModelInfo, Record, RunResult
+from evalgate.results import (
+    BaselineInfo,
+    ComparisonInfo,
+    ModelInfo,
+    Record,
+    RunEnvironment,
+    RunResult,
+)
 
 CANDIDATE, BASELINE = "candidate", "baseline"
 
@@ -137,13 +147,14 @@ def baseline_info(baseline: Baseline) -> BaselineInfo:
         return BaselineInfo(source=baseline.source.spec, kind=baseline.source.kind,
                             name=model.name, provider=model.config.provider,
                             model=model.config.model or model.name,
-                            fingerprint=model.fingerprint())
+                            fingerprint=model.fingerprint(), config=model.describe())
     saved = baseline.saved
     assert saved is not None
     return BaselineInfo(source=baseline.source.spec, kind="result", name=saved.candidate.name,
                         provider=saved.candidate.provider, model=saved.candidate.model,
                         fingerprint=saved.candidate.fingerprint, run_id=saved.run_id,
-                        rubric_fingerprints=saved.rubric_fingerprints)
+                        rubric_fingerprints=saved.rubric_fingerprints,
+                        config=saved.candidate.config)
 
 
 def run_project(project: Project, selected: Collection[str] | None = None,
@@ -187,7 +198,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         rubric_fingerprints={n: r.fingerprint() for n, r in sorted(project.rubrics.items())},
         candidate=ModelInfo(name=model.name, provider=model.config.provider,
                             model=model.config.model or model.name,
-                            fingerprint=model.fingerprint()),
+                            fingerprint=model.fingerprint(), config=model.describe()),
         samples=cfg.samples,
         concurrency=workers,
         calls_made=sum(len(r.attempts) for r in all_records),
@@ -197,6 +208,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         verdicts=verdicts,
         verdict=overall_verdict([v.verdict for v in verdicts]),
         on_inconclusive=cfg.gate.on_inconclusive,
+        canary_failures=cfg.canary_failures,
         alpha=cfg.gate.alpha,
         case_fingerprints={k: fingerprints[k] for k in sorted({r.key for r in cand_records})},
         baseline=baseline_info(baseline) if baseline is not None else None,
@@ -204,4 +216,22 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         baseline_metrics=base_metrics,
         comparison=comparison,
         warnings=warnings,
+        gate=cfg.gate.model_dump(mode="json"),
+        environment=environment(project.gate.root),
+        total_cost_usd=sum(r.cost_usd or 0.0 for r in all_records),
     )
+
+
+def environment(root: Path) -> RunEnvironment:
+    """Where the run happened: Python, platform, and the git commit and branch if any."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                 text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() or None if out.returncode == 0 else None
+
+    return RunEnvironment(python=platform.python_version(), platform=platform.platform(),
+                          git_commit=git("rev-parse", "HEAD"),
+                          git_branch=git("rev-parse", "--abbrev-ref", "HEAD"))
