@@ -88,6 +88,7 @@ class VsBaseline(Strict):
     cost_ratio: float | None = Field(1.10, ge=1)                 # mean cost per request
     latency_ratio: float | None = Field(1.10, ge=1)              # geometric mean, per canary
     p95_ratio: float | None = Field(1.25, ge=1)                  # Harrell-Davis p95
+    score: float | None = Field(None, ge=0, le=1)                # drop in mean rubric score
 
 
 class GateSettings(Strict):

@@ -50,6 +50,7 @@ def plan_guardrails(settings: GateSettings, has_baseline: bool) -> list[Guardrai
             ("cost_ratio", "cost_per_request_usd", "cost_ratio", "higher"),
             ("latency_ratio", "latency_ms", "latency_gm_ratio", "higher"),
             ("p95_ratio", "latency_p95_ms", "p95_ratio", "higher"),
+            ("score", "score", "score_vs_baseline", "lower"),
         ):
             margin = getattr(margins, field)
             if margin is not None:
@@ -67,6 +68,7 @@ EXTRACT: dict[str, Extract] = {
     "latency_ms": lambda r: r.latency_ms if r.ok else None,
     "cost_per_request_usd": lambda r: r.cost_usd if r.ok else None,
     "cost_per_1k_usd": lambda r: None if not r.ok or r.cost_usd is None else r.cost_usd * 1000,
+    "score": lambda r: r.score,
 }
 
 
@@ -126,6 +128,9 @@ def _evidence(g: Guardrail, cand: np.ndarray, base: np.ndarray | None, settings:
     if g.kind == "latency_gm_ratio":
         return stats.compare_latency_gm(cand, base, guardrail=g.name, margin_ratio=g.bound,
                                         alpha=alpha, samples=samples)
+    if g.kind == "score_vs_baseline":
+        return stats.compare_score(cand, base, guardrail=g.name, margin=g.bound, alpha=alpha,
+                                   samples=samples)
     if g.kind == "p95_ratio":
         return stats.compare_p95(cand, base, guardrail=g.name, margin_ratio=g.bound, alpha=alpha,
                                  resamples=settings.bootstrap_resamples, seed=settings.seed,

@@ -46,7 +46,8 @@ def item_name(entry: CaseEntry, sample: int, samples: int) -> str:
 class GateSession:
     """Holds the loaded project and the run result for one pytest session."""
 
-    def __init__(self, config: pytest.Config, project: Project) -> None:
+    def __init__(self, config: pytest.Config, project: Project,
+                 baseline: Baseline | None = None) -> None:
         self.config = config
         self.project = project
         self.samples = project.gate.config.samples
@@ -59,7 +60,7 @@ class GateSession:
         if worker is not None and "evalgate_result" in worker:
             self.result_path = Path(worker["evalgate_result"])
             self.run_id = worker["evalgate_run_id"]
-        self.baseline: Baseline | None = None
+        self.baseline = baseline  # loaded in the controller only: workers make no calls
         self.plan = plan_guardrails(project.gate.config.gate, has_baseline(config, project))
         self._result: RunResult | None = None
         self._records: dict[str, Record] | None = None
@@ -71,6 +72,7 @@ class GateSession:
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> GateSession:
+        baseline = None
         try:
             project = load_project(config.rootpath, config.getoption("evalgate_config"))
             if not hasattr(config, "workerinput"):
@@ -83,9 +85,7 @@ class GateSession:
                     make_provider(baseline.model, sim_base_url="http://127.0.0.1:0")
         except ConfigError as exc:
             raise usage_error(exc) from None
-        session = cls(config, project)
-        if not hasattr(config, "workerinput"):
-            session.baseline = baseline
+        session = cls(config, project, baseline)
         session._aim_collection()
         config.addinivalue_line("markers", "evalgate: an evalgate canary or gate item")
         for tag in sorted({t for e in project.entries for t in e.case.tags}):
@@ -128,8 +128,9 @@ class GateSession:
 
     def pytest_report_header(self, config: pytest.Config) -> str:
         p = self.project
+        against = f", baseline {self.baseline.label}" if self.baseline is not None else ""
         return (f"evalgate: {p.gate.path.name}, candidate {p.candidate.name} "
-                f"({p.candidate.config.provider}), {len(p.entries)} canaries x "
+                f"({p.candidate.config.provider}){against}, {len(p.entries)} canaries x "
                 f"{self.samples} sample(s)")
 
     # -- the one-time run --------------------------------------------------------------------

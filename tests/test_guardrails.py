@@ -52,3 +52,17 @@ def test_a_ratio_to_a_free_baseline_is_inconclusive_not_a_crash() -> None:
     assert verdict.verdict == "INCONCLUSIVE"
     assert verdict.reason.startswith("cannot decide cost_ratio_vs_baseline: ")
     assert verdict.n_canaries == 40
+
+
+def test_rubric_score_guardrail_is_opt_in_and_paired() -> None:
+    assert "score_vs_baseline" not in [g.name for g in plan_guardrails(GateSettings(), True)]
+    settings = GateSettings.model_validate({"vs_baseline": {
+        "hallucination_rate": None, "pass_rate": None, "cost_ratio": None,
+        "latency_ratio": None, "p95_ratio": None, "score": 0.05}})
+    plan = plan_guardrails(settings, True)
+    cand = [record(f"k{i}", 0).model_copy(update={"score": 0.5}) for i in range(40)]
+    base = [record(f"k{i}", 0, config="baseline").model_copy(update={"score": 1.0})
+            for i in range(40)]
+    [verdict] = evaluate(settings, plan, cand, base, {}, 1)
+    assert verdict.guardrail == "score_vs_baseline" and verdict.worse == "lower"
+    assert verdict.effect == -0.5 and verdict.verdict == "FAIL"
