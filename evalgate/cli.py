@@ -1,4 +1,5 @@
-"""The `evalgate` command: the simulator now; report, compare and merge come later."""
+"""The `evalgate` command: the simulator, reports from a saved result, and the gate decided
+from two saved runs (`compare`); only `sim` talks HTTP, and none calls a real model."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import asyncio
 import contextlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evalgate import __version__
+
+if TYPE_CHECKING:
+    from evalgate.results import RunResult
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -53,6 +58,92 @@ def _sim(args: argparse.Namespace) -> int:
     return 0
 
 
+class BadInput(Exception):
+    """A result file that cannot be used: shown as `file: reason`, exit status 4."""
+
+
+def load_result(path: str) -> RunResult:
+    from pydantic import ValidationError
+
+    from evalgate.results import read_result
+
+    try:
+        return read_result(Path(path))
+    except FileNotFoundError:
+        raise BadInput(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read: {exc}") from None
+    except ValidationError as exc:
+        errors = exc.errors()
+        if errors and errors[0]["type"] == "json_invalid":
+            raise BadInput(f"{path}: not valid JSON: {errors[0]['msg']}") from None
+        where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+        why = errors[0]["msg"] if errors else str(exc)
+        raise BadInput(f"{path}: not an evalgate result: {where}: {why} "
+                       f"({len(errors)} problem(s))") from None
+
+
+def _report(args: argparse.Namespace) -> int:
+    """Re-render reports from a saved result (no model is called)."""
+    from evalgate.report import DEFAULT_NAMES, write_reports
+
+    try:
+        result = load_result(args.result)
+        chosen = {k: getattr(args, k) for k in DEFAULT_NAMES if getattr(args, k)}
+        folder = Path(args.out) if args.out else Path(args.result).parent
+        paths = ({k: Path(v) for k, v in chosen.items()} if chosen
+                 else {k: folder / name for k, name in DEFAULT_NAMES.items()})
+        written = write_reports(result, html=paths.get("html"), junit=paths.get("junit"),
+                                markdown=paths.get("markdown"), step_summary=args.step_summary)
+    except BadInput as exc:
+        print(f"evalgate report: {exc}", file=sys.stderr)
+        return 4
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """Decide the gate from two saved runs; exit 1 when the verdict blocks."""
+    from pydantic import ValidationError
+
+    from evalgate.compare import compare_results
+    from evalgate.gate import blocks
+    from evalgate.pytest_gate import RESULT_FILE, summary_lines
+    from evalgate.report import write_all, write_reports
+    from evalgate.results import write_result
+
+    try:
+        baseline = load_result(args.baseline)
+        candidate = load_result(args.candidate)
+        try:
+            result = compare_results(baseline, candidate, alpha=args.alpha,
+                                     source=args.baseline)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in error["loc"])
+            what = "--alpha" if where == "alpha" and args.alpha is not None else \
+                f"{args.candidate}: gate.{where}"
+            raise BadInput(f"{what}: {error['msg']}") from None
+        written: list[Path] = []
+        if args.out:
+            out = Path(args.out)
+            write_result(result, out / RESULT_FILE)
+            written = [out / RESULT_FILE,
+                       *write_all(result, out, step_summary=args.step_summary)]
+        elif args.step_summary:
+            write_reports(result, step_summary=True)
+    except BadInput as exc:
+        print(f"evalgate compare: {exc}", file=sys.stderr)
+        return 4
+    print(f"evalgate gate: {result.verdict}")
+    for line in summary_lines(result):
+        print(line)
+    for path in written:
+        print(f"wrote {path}")
+    return 1 if blocks(result.verdict, result.on_inconclusive) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalgate", description=__doc__)
     parser.add_argument("--version", action="version", version=f"evalgate {__version__}")
@@ -70,6 +161,31 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--profile", metavar="FILE",
                      help="YAML simulator profile for any other model name")
     sim.set_defaults(func=_sim)
+
+    report = sub.add_parser("report", help="re-render the HTML, JUnit XML and Markdown reports "
+                            "from a saved result (no model is called)")
+    report.add_argument("result", metavar="RESULT.json")
+    report.add_argument("--html", metavar="FILE", help="write the HTML report here")
+    report.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
+    report.add_argument("--markdown", metavar="FILE", help="write the Markdown summary here")
+    report.add_argument("--out", metavar="DIR",
+                        help="with no format option: write evalgate.html, evalgate.xml and "
+                             "evalgate.md here (default: next to RESULT.json)")
+    report.add_argument("--step-summary", action="store_true",
+                        help="also append the Markdown to $GITHUB_STEP_SUMMARY when set")
+    report.set_defaults(func=_report)
+
+    compare = sub.add_parser("compare", help="decide the gate from two saved results: exit 0 "
+                             "when it holds, 1 when it blocks, 4 for unusable input")
+    compare.add_argument("baseline", metavar="BASELINE.json")
+    compare.add_argument("candidate", metavar="CANDIDATE.json")
+    compare.add_argument("--out", metavar="DIR",
+                         help="write the comparison (evalgate.json) and its reports here")
+    compare.add_argument("--alpha", type=float, metavar="A",
+                         help="one-sided significance level (default: the candidate run's)")
+    compare.add_argument("--step-summary", action="store_true",
+                         help="also append the Markdown to $GITHUB_STEP_SUMMARY when set")
+    compare.set_defaults(func=_compare)
     return parser
 
 

@@ -8,6 +8,7 @@ result atomically, and the workers only read it and assert.
 
 from __future__ import annotations
 
+import os
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
@@ -65,6 +66,7 @@ class GateSession:
         self._result: RunResult | None = None
         self._records: dict[str, Record] | None = None
         self.saved_to: Path | None = None
+        self.reports: list[Path] = []
         self.canary_files = {e.file.resolve() for e in project.entries}
         self.entries_by_file: dict[Path, list[CaseEntry]] = {}
         for entry in project.entries:
@@ -157,6 +159,10 @@ class GateSession:
         except ConfigError as exc:  # e.g. a prompt template that fails on a case
             raise usage_error(exc) from None
         write_result(result, self.result_path)
+        from evalgate.report import write_all
+
+        self.reports = write_all(result, self.result_path.parent,
+                                 step_summary=bool(os.environ.get("GITHUB_STEP_SUMMARY")))
         if self.config.getoption("evalgate_autosave"):
             self.saved_to = save_to_store(result, self.project.gate)
         self._set_result(result)
@@ -194,6 +200,8 @@ class GateSession:
         for line in summary_lines(result):
             tr.write_line(line)
         tr.write_line(f"result: {self.result_path}")
+        if self.reports:
+            tr.write_line("reports: " + ", ".join(str(p) for p in self.reports))
         if self.saved_to is not None:
             tr.write_line(f"saved as {self.saved_to.relative_to(self.project.gate.root)}")
 

@@ -63,6 +63,12 @@ def sim_cases_from(cases: list[dict[str, Any]], set_name: str = "set") -> list[A
                     forbidden=tuple(c["expected"]["forbidden"])) for c in cases]
 
 
+@pytest.fixture(autouse=True)
+def _no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs inside tests must never append to a real CI job summary."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
 @pytest.fixture
 def sim_server() -> Iterator[SimServer]:
     """A simulator on 127.0.0.1 (ephemeral port) that knows make_cases(); add profiles per test."""

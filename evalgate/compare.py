@@ -1,0 +1,98 @@
+"""Decide the gate from two saved runs, without calling any model.
+
+For CI setups that run the candidate and the baseline in separate jobs (or keep the main
+branch's result as an artifact): the candidate's answers are compared canary by canary with the
+baseline run's, using the candidate's gate settings and the grades both runs stored. Unlike a
+saved baseline inside `pytest --evalgate`, nothing is re-graded (there may be no rubric files
+here), so differing rubric fingerprints are a warning in every report.
+"""
+
+from __future__ import annotations
+
+from evalgate.config import GateSettings
+from evalgate.gate import overall_verdict
+from evalgate.guardrails import evaluate, plan_guardrails
+from evalgate.metrics import compute_metrics
+from evalgate.results import BaselineInfo, ComparisonInfo, Record, RunResult
+
+BASELINE = "baseline"
+
+
+def gate_settings(candidate: RunResult, alpha: float | None = None) -> GateSettings:
+    """The gate settings the candidate run used (a GateSettings dump), `alpha` overridden."""
+    data = dict(candidate.gate) or {"alpha": candidate.alpha,
+                                    "on_inconclusive": candidate.on_inconclusive}
+    if alpha is not None:
+        data["alpha"] = alpha
+    return GateSettings.model_validate(data)
+
+
+def align(baseline: RunResult, candidate: RunResult
+          ) -> tuple[list[Record], ComparisonInfo, list[str]]:
+    """The baseline run's records on the candidate's canaries, left out where a canary changed
+    (its fingerprint differs) and listed where one run lacks it."""
+    keys = {r.key for r in candidate.records}
+    stored = {r.key for r in baseline.records}
+    changed = sorted(
+        k for k in keys & stored
+        if None not in (baseline.case_fingerprints.get(k), candidate.case_fingerprints.get(k))
+        and baseline.case_fingerprints[k] != candidate.case_fingerprints[k])
+    usable = (keys & stored) - set(changed)
+    records = [r.model_copy(deep=True, update={"config": BASELINE})
+               for r in baseline.records if r.key in usable]
+    comparison = ComparisonInfo(compared=len(usable), missing_in_baseline=sorted(keys - stored),
+                                changed=changed, extra_in_baseline=sorted(stored - keys))
+    warnings = []
+    differing = sorted(name for name, fp in baseline.rubric_fingerprints.items()
+                       if candidate.rubric_fingerprints.get(name) not in (None, fp))
+    if differing:
+        warnings.append(f"rubric(s) {', '.join(differing)} differ between the baseline run "
+                        f"{baseline.run_id} and this run: answers are compared as each run "
+                        "graded them")
+    if not usable:
+        warnings.append(f"the baseline run {baseline.run_id} has no canary in common with this "
+                        "run: nothing to compare")
+    if comparison.missing_in_baseline:
+        warnings.append(f"{len(comparison.missing_in_baseline)} canary(ies) are not in the "
+                        "baseline run: compared on the intersection only")
+    if changed:
+        warnings.append(f"{len(changed)} canary(ies) changed since the baseline run "
+                        f"(e.g. {changed[0]}): left out of the comparison")
+    if baseline.samples != candidate.samples:
+        warnings.append(f"the baseline run has {baseline.samples} sample(s) per canary, this "
+                        f"run {candidate.samples}: each canary's mean is compared")
+    return records, comparison, warnings
+
+
+def compare_results(baseline: RunResult, candidate: RunResult, *, alpha: float | None = None,
+                    source: str | None = None) -> RunResult:
+    """The candidate run, judged against the baseline run's answers: new metrics, verdicts,
+    comparison and warnings; everything else (answers, run id, model info) is the candidate's."""
+    settings = gate_settings(candidate, alpha)
+    base_records, comparison, warnings = align(baseline, candidate)
+    metrics, counts = compute_metrics(candidate.records)
+    plan = plan_guardrails(settings, has_baseline=True)
+    verdicts = evaluate(settings, plan, candidate.records, base_records, metrics,
+                        candidate.samples)
+    warnings += [f"{v.guardrail}: {v.note}" for v in verdicts
+                 if v.note and "can only detect" in v.note]
+    info = BaselineInfo(source=source or f"run {baseline.run_id}", kind="result",
+                        name=baseline.candidate.name, provider=baseline.candidate.provider,
+                        model=baseline.candidate.model,
+                        fingerprint=baseline.candidate.fingerprint, run_id=baseline.run_id,
+                        rubric_fingerprints=baseline.rubric_fingerprints,
+                        config=baseline.candidate.config)
+    return candidate.model_copy(deep=True, update={
+        "metrics": metrics,
+        "counts": counts,
+        "verdicts": verdicts,
+        "verdict": overall_verdict([v.verdict for v in verdicts]),
+        "on_inconclusive": settings.on_inconclusive,
+        "alpha": settings.alpha,
+        "gate": settings.model_dump(mode="json"),
+        "baseline": info,
+        "baseline_records": base_records,
+        "baseline_metrics": compute_metrics(base_records)[0],
+        "comparison": comparison,
+        "warnings": warnings,
+    })

@@ -1,0 +1,313 @@
+"""The gate as Markdown, for `$GITHUB_STEP_SUMMARY` and as a pull-request comment body.
+
+Everything here ends up rendered by GitHub next to the pull request, and much of it comes from
+people or models evalgate does not control: answers, error messages, canary ids, model names. So
+no text from a result reaches the Markdown raw:
+
+- identifiers, problems and other short values go into inline code spans (no links, mentions,
+  HTML or emphasis are recognised inside them), with a delimiter longer than any backtick run in
+  the value and `|` escaped so a table row cannot be split;
+- answer excerpts go into fenced code blocks whose fence is longer than any backtick run in the
+  answer, so a "```" or `</details>` in an answer stays text;
+- sentences (verdict reasons, warnings) are prose: every Markdown punctuation character is
+  backslash-escaped and `@`/`#` get a zero-width space after them, which stops GitHub's mention,
+  issue-reference, e-mail and URL autolinks, which run on text.
+
+PR comments are capped at 65,536 characters and a summary should stay readable, so the output
+never exceeds `limit`: answer excerpts go first, then table rows and warnings, and the text says
+how many were left out.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from evalgate.gate import blocks, fmt
+from evalgate.results import GuardrailVerdict, Record, RunResult
+
+EXCERPT_CHARS = 200
+CELL_CHARS = 200
+PROSE_CHARS = 600
+MAX_ROWS = 50
+MAX_EXCERPTS = 20
+ARTIFACT = "evalgate-reports"
+ZWSP = "\u200b"
+
+# Characters XML/HTML cannot carry, and the C0/C1 controls a terminal would act on (ANSI colour).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# Inline Markdown syntax, HTML, entities, GitHub math (`$`), and the `:`/`.` URL and www
+# autolinks start from; `@` and `#` are handled apart (mentions, issue references).
+_PUNCT = set("\\`*_{}[]()<>!|~:.&$")
+_NUMERIC_PUNCT = set("\\`*_[]<>|$&")
+
+
+def _clean(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub("\ufffd", text)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "\u2026"
+
+
+def prose(text: str, limit: int = PROSE_CHARS) -> str:
+    """Untrusted text as one line of Markdown prose that renders literally."""
+    text = _shorten(" ".join(_clean(text).split()), limit)
+    out = []
+    if text[:1] in ("-", "+", "="):  # a list marker or heading underline at a line start
+        out.append("\\")
+    for ch in text:
+        if ch in "@#":
+            out.append("\\" + ch + ZWSP)
+        elif ch in _PUNCT:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _cell(text: str) -> str:
+    """A number evalgate formatted (a value, an interval): only what could form syntax."""
+    return "".join("\\" + ch if ch in _NUMERIC_PUNCT else ch for ch in text)
+
+
+def code(text: str, limit: int = CELL_CHARS, table: bool = True) -> str:
+    """Untrusted text as an inline code span (safe inside a table row when `table`)."""
+    text = _shorten(" \u23ce ".join(_clean(text).split("\n")), limit)
+    if not text.strip():
+        return "(empty)"
+    if table:
+        text = text.replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith(("`", " ")) or text.endswith(("`", " ")) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def code_block(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """Untrusted multi-line text as a fenced code block nothing inside can close."""
+    text = _shorten(_clean(text), limit)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def _num(v: GuardrailVerdict, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"x{value:.3f}" if v.effect_kind == "ratio" else fmt(v.metric, value)
+
+
+def gate_row(v: GuardrailVerdict, on_inconclusive: str) -> list[str]:
+    """The terminal's gate table columns, one verdict."""
+    effect = ""
+    if v.effect is not None:
+        effect = f"{_num(v, v.effect)} [{_num(v, v.ci_low)}, {_num(v, v.ci_high)}]"
+    elif v.ci_low is not None or v.ci_high is not None:
+        effect = f"[{fmt(v.metric, v.ci_low)}, {fmt(v.metric, v.ci_high)}]"
+    margin = ""
+    if v.threshold is not None:
+        margin = " ".join(f"{k} {fmt(v.metric, b)}" for k, b in
+                          (("max", v.threshold.max), ("min", v.threshold.min)) if b is not None)
+    elif v.margin is not None:
+        margin = _num(v, v.margin) if v.effect_kind == "ratio" else fmt(v.metric, v.margin)
+    p = "" if v.p_value is None else f"{v.p_value:.3g}"
+    verdict = f"**{v.verdict}**"
+    if v.verdict == "INCONCLUSIVE" and not blocks(v.verdict, on_inconclusive):
+        verdict += " (not blocking)"
+    baseline = "" if v.baseline is None else fmt(v.metric, v.baseline)
+    return [code(v.guardrail), *(_cell(c) for c in (fmt(v.metric, v.value), baseline, effect,
+                                                    margin, p)), verdict]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell or " " for cell in row) + " |" for row in rows]
+    return lines
+
+
+@dataclass
+class Canary:
+    """One canary's candidate (and baseline) answers, for the regressions table."""
+
+    key: str
+    cand: list[Record]
+    base: list[Record]
+
+    @property
+    def cand_failed(self) -> list[Record]:
+        return [r for r in self.cand if not (r.ok and r.passed)]
+
+    @property
+    def drop(self) -> float:
+        """How much less often the candidate passes than the baseline did (0 without one)."""
+        if not self.base or not self.cand:
+            return 0.0
+        cand = sum(1 for r in self.cand if r.ok and r.passed) / len(self.cand)
+        base = sum(1 for r in self.base if r.ok and r.passed) / len(self.base)
+        return base - cand
+
+
+def ranked_canaries(result: RunResult) -> tuple[list[Canary], int]:
+    """Regressions first (baseline passed more often), then other failing canaries; and how
+    many of them are regressions."""
+    by_key: dict[str, Canary] = {}
+    for record in result.records:
+        by_key.setdefault(record.key, Canary(record.key, [], [])).cand.append(record)
+    for record in result.baseline_records:
+        if record.key in by_key:
+            by_key[record.key].base.append(record)
+    regressions = sorted((c for c in by_key.values() if c.drop > 0),
+                         key=lambda c: (-c.drop, c.key))
+    failing = sorted((c for c in by_key.values() if c.drop <= 0 and c.cand_failed),
+                     key=lambda c: (-len(c.cand_failed), c.key))
+    return regressions + failing, len(regressions)
+
+
+def _passed(records: list[Record]) -> str:
+    if not records:
+        return "n/a"
+    return f"{sum(1 for r in records if r.ok and r.passed)}/{len(records)}"
+
+
+def _first_line(record: Record) -> str:
+    from evalgate.pytest_gate import canary_problem
+
+    problem = canary_problem(record)
+    return problem.splitlines()[0] if problem else ""
+
+
+def _answer(record: Record) -> str:
+    if not record.ok:
+        return f"[call failed: {record.error_class}] {record.error_message or ''}"
+    return record.text or ""
+
+
+def _excerpt(canary: Canary) -> list[str]:
+    worst = canary.cand_failed[0] if canary.cand_failed else canary.cand[0]
+    lines = [f"{code(canary.key, table=False)}, candidate, sample {worst.sample}:", "",
+             code_block(_answer(worst)), ""]
+    if canary.base:
+        good = next((r for r in canary.base if r.ok and r.passed), canary.base[0])
+        lines += [f"baseline, sample {good.sample}:", "", code_block(_answer(good)), ""]
+    return lines
+
+
+def _header(result: RunResult) -> list[str]:
+    c = result.candidate
+    blocking = blocks(result.verdict, result.on_inconclusive)
+    lines = [f"## evalgate gate: **{result.verdict}**"
+             + ("" if blocking or result.verdict != "INCONCLUSIVE" else " (not blocking)"), ""]
+    who = f"Candidate {code(c.name, table=False)} ({code(c.provider, table=False)}, " \
+          f"{code(c.model, table=False)})"
+    if result.baseline is not None:
+        b = result.baseline
+        compared = result.comparison.compared if result.comparison else 0
+        who += f" vs baseline {code(b.name, table=False)} ({code(b.source, table=False)}), " \
+               f"compared on {compared} canaries"
+    lines += [who + ".", ""]
+    n = result.counts
+    facts = [f"{n.get('canaries', 0)} canaries x {result.samples} sample(s)",
+             f"{n.get('calls', 0)} calls", f"{n.get('errors', 0)} errors",
+             f"spend {fmt('total_usd', result.total_cost_usd)}",
+             f"run {code(result.run_id, table=False)}"]
+    if result.environment.git_commit:
+        facts.append(f"commit {code(result.environment.git_commit[:12], table=False)}")
+    lines += [", ".join(facts) + ".", ""]
+    return lines
+
+
+def _render(result: RunResult, ranked: list[Canary], n_regressions: int, html_name: str | None,
+            rows: int, excerpts: int, warnings: int, size_note: bool) -> str:
+    lines = _header(result)
+    lines += _table(["guardrail", "value", "baseline", "effect [CI]", "margin", "p", "verdict"],
+                    [gate_row(v, result.on_inconclusive) for v in result.verdicts])
+    lines.append("")
+    lines += [f"- {prose(v.reason)}" for v in result.verdicts if v.kind != "point"]
+    failed = sum(1 for r in result.records if not (r.ok and r.passed))
+    if failed:
+        policy = ("these fail the test run" if result.canary_failures == "fail"
+                  else "reported only (canary\\_failures: report)")
+        lines.append(f"- {failed} of {len(result.records)} canary answers failed their rubric "
+                     f"or call: {policy}")
+    lines.append("")
+    if result.warnings:
+        lines += ["### Warnings", ""]
+        lines += [f"- {prose(w)}" for w in result.warnings[:warnings]]
+        if warnings < len(result.warnings):
+            lines.append(f"- ({len(result.warnings) - warnings} more warnings not shown)")
+        lines.append("")
+    if ranked:
+        title = "Top regressions" if n_regressions else "Failed canaries"
+        lines += [f"### {title}", ""]
+        if n_regressions:
+            lines += [f"{n_regressions} canaries pass less often than on the baseline; "
+                      f"{len(ranked) - n_regressions} other canaries fail.", ""]
+        shown = ranked[:rows]
+        if shown:
+            lines += _table(["canary", "candidate passed", "baseline passed", "problem"], [
+                [code(c.key), _passed(c.cand), _passed(c.base),
+                 code(_first_line(c.cand_failed[0])) if c.cand_failed else " "]
+                for c in shown])
+            lines.append("")
+        if len(ranked) > rows:
+            lines += [f"({len(ranked) - rows} more canaries not shown.)", ""]
+        if excerpts:
+            lines += ["<details>", f"<summary>Answer excerpts ({min(excerpts, len(shown))} "
+                      f"canaries, first {EXCERPT_CHARS} characters)</summary>", ""]
+            for canary in shown[:excerpts]:
+                lines += _excerpt(canary)
+            lines += ["</details>", ""]
+        elif shown:
+            lines += ["(Answer excerpts left out to keep this summary short.)", ""]
+    if size_note:
+        lines += ["(Shortened to fit the size limit.)", ""]
+    if html_name:
+        lines.append(f"Full report: {code(html_name, table=False)} in the "
+                     f"`{ARTIFACT}` artifact.")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_markdown(result: RunResult, html_name: str | None = "evalgate.html",
+                    limit: int = 65536) -> str:
+    """The gate summary as GitHub Markdown, never longer than `limit` characters."""
+    ranked, n_regressions = ranked_canaries(result)
+    rows = min(len(ranked), MAX_ROWS)
+    excerpts = min(rows, MAX_EXCERPTS)
+    warnings = len(result.warnings)
+
+    def render() -> str:
+        cut = (rows < min(len(ranked), MAX_ROWS) or excerpts < min(rows, MAX_EXCERPTS)
+               or warnings < len(result.warnings))
+        return _render(result, ranked, n_regressions, html_name, rows, excerpts, warnings, cut)
+
+    text = render()
+    while len(text) > limit and excerpts > 0:  # excerpts first...
+        excerpts = excerpts // 2 if excerpts > 4 else excerpts - 1
+        text = render()
+    while len(text) > limit and rows > 0:  # ...then table rows...
+        rows = rows // 2 if rows > 8 else rows - 1
+        text = render()
+    while len(text) > limit and warnings > 0:  # ...then warnings
+        warnings = warnings // 2 if warnings > 8 else warnings - 1
+        text = render()
+    if len(text) > limit:  # a limit smaller than the gate table: cut at a line boundary
+        note = "\n(Truncated to fit the size limit.)\n"
+        head = text[:max(limit - len(note), 0)]
+        head = head[:head.rfind("\n") + 1] if "\n" in head else ""
+        text = (head + note)[:limit]
+    return text
+
+
+def append_step_summary(markdown: str) -> bool:
+    """Append to the GitHub Actions job summary when running there; False elsewhere."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return False
+    with Path(target).open("a", encoding="utf-8") as fh:
+        fh.write(markdown if markdown.endswith("\n") else markdown + "\n")
+    return True
