@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -250,3 +251,41 @@ def test_a_previous_result_is_never_reused(pytester: pytest.Pytester) -> None:
     data = result_json(pytester)
     assert data["run_id"] != first["run_id"]
     assert data["records"] == [] and data["verdict"] == "INCONCLUSIVE"
+
+
+def junit_cases(path: Path) -> list[tuple[str, str, str]]:
+    """(classname, name, outcome) of every testcase, in document order."""
+    import xml.etree.ElementTree as ET
+
+    cases = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        outcome = next((child.tag for child in case), "passed")
+        cases.append((case.get("classname", ""), case.get("name", ""), outcome))
+    return cases
+
+
+def test_every_run_writes_all_reports_alike_with_and_without_xdist(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    import xmlschema
+
+    from tests.test_report_junit import XSD
+
+    write_project(pytester.path, model=sim_model(hallucination_rate=0.3, seed=9),
+                  cases=make_cases(10), gate=GOOD_GATE)
+    summary = pytester.path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    pytester.runpytest_subprocess("--evalgate")
+    reports = pytester.path / "reports"
+    assert {p.name for p in reports.iterdir()} >= {"evalgate.json", "evalgate.html",
+                                                    "evalgate.xml", "evalgate.md"}
+    serial = junit_cases(reports / "evalgate.xml")
+    first_md = (reports / "evalgate.md").read_text()
+    assert summary.read_text() == first_md
+    pytester.runpytest_subprocess("--evalgate", "-n", "2")
+    assert junit_cases(reports / "evalgate.xml") == serial
+    assert len(serial) == 12 and ("evalgate", "gate[pass_rate]", "passed") in serial
+    assert any(outcome == "failure" for _, _, outcome in serial)  # hallucinating canaries
+    if XSD.exists():
+        xmlschema.XMLSchema(str(XSD)).validate(str(reports / "evalgate.xml"))
+    # appended once per run, never overwritten
+    assert summary.read_text() == first_md + (reports / "evalgate.md").read_text()
