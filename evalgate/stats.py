@@ -413,6 +413,19 @@ def _paired(cand: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return c, b
 
 
+def _paired_latencies(cand_ms: np.ndarray, base_ms: np.ndarray, margin_ratio: float,
+                      alpha: float, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validated paired latencies for the ratio guardrails."""
+    _check_alpha(alpha)
+    _check_samples(samples)
+    c, b = _paired(cand_ms, base_ms)
+    if np.any(c <= 0) or np.any(b <= 0):
+        raise ValueError("latencies must be > 0 ms")
+    if margin_ratio <= 0:
+        raise ValueError("margin_ratio must be > 0 (e.g. 1.25)")
+    return c, b
+
+
 def _finite_or_none(v: float | None) -> float | None:
     if v is None or not math.isfinite(v):
         return None
@@ -816,13 +829,7 @@ def compare_p95(cand_ms: np.ndarray, base_ms: np.ndarray, *, guardrail: str,
     the matching percentile-inversion p's, (1 + #{ratio* on the null side}) / (B + 1): approximate,
     as the percentile interval is. `mde` uses the bootstrap SD of log ratios. n >= 30.
     """
-    _check_alpha(alpha)
-    _check_samples(samples)
-    c, b = _paired(cand_ms, base_ms)
-    if np.any(c <= 0) or np.any(b <= 0):
-        raise ValueError("latencies must be > 0 ms")
-    if margin_ratio <= 0:
-        raise ValueError("margin_ratio must be > 0 (e.g. 1.25)")
+    c, b = _paired_latencies(cand_ms, base_ms, margin_ratio, alpha, samples)
     if resamples < 1:
         raise ValueError("resamples must be >= 1")
     n = c.size
@@ -881,13 +888,7 @@ def compare_latency_gm(cand_ms: np.ndarray, base_ms: np.ndarray, *, guardrail: s
     The log makes a multiplicative slowdown additive and tames the right skew of latencies, so
     the t interval (exponentiated) is well calibrated at n >= 30.
     """
-    _check_alpha(alpha)
-    _check_samples(samples)
-    c, b = _paired(cand_ms, base_ms)
-    if np.any(c <= 0) or np.any(b <= 0):
-        raise ValueError("latencies must be > 0 ms")
-    if margin_ratio <= 0:
-        raise ValueError("margin_ratio must be > 0 (e.g. 1.2)")
+    c, b = _paired_latencies(cand_ms, base_ms, margin_ratio, alpha, samples)
     n = c.size
     logs = np.log(c) - np.log(b)
     ts = _t_summary(logs, alpha)
