@@ -144,6 +144,13 @@ def _compare(args: argparse.Namespace) -> int:
     return 1 if blocks(result.verdict, result.on_inconclusive) else 0
 
 
+def _merge(args: argparse.Namespace) -> int:
+    """Join shard results and decide the gate once on the whole set."""
+    from evalgate.merge import merge_main
+
+    return merge_main(args.paths, args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalgate", description=__doc__)
     parser.add_argument("--version", action="version", version=f"evalgate {__version__}")
@@ -186,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--step-summary", action="store_true",
                          help="also append the Markdown to $GITHUB_STEP_SUMMARY when set")
     compare.set_defaults(func=_compare)
+
+    merge = sub.add_parser("merge", help="join the results of --evalgate-shard=I/N runs and "
+                           "decide the gate once on the whole set")
+    merge.add_argument("paths", nargs="+", metavar="SHARD.json")
+    merge.add_argument("-o", "--out", required=True, metavar="RESULT.json")
+    merge.set_defaults(func=_merge)
     return parser
 
 

@@ -3,7 +3,22 @@ httpx, pydantic and scipy are imported only then."""
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
+
+
+def parse_shard(value: str) -> tuple[int, int]:
+    """`I/N` -> (I, N) with 1 <= I <= N; anything else is a usage error (pytest exits 4)."""
+    index, sep, total = value.partition("/")
+    try:
+        i, n = int(index), int(total)
+    except ValueError:
+        i = n = 0
+    if not sep or n < 1 or not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a shard: expected I/N with 1 <= I <= N, e.g. 1/4")
+    return i, n
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -25,6 +40,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="save this run to the local store (.evalgate/runs/)")
     group.addoption("--evalgate-compare", metavar="ID", nargs="?", const="", default=None,
                     help="compare with a run in the local store: the newest, or =NUM / =RUN_ID")
+    group.addoption("--evalgate-shard", metavar="I/N", type=parse_shard, default=None,
+                    help="run only shard I of N: a stable slice of the canaries (by a hash of "
+                         "each canary's key, all its samples together); join the shards' "
+                         "results with 'evalgate merge'")
 
 
 @pytest.hookimpl(trylast=True)

@@ -8,6 +8,7 @@ result atomically, and the workers only read it and assert.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 import warnings
@@ -38,6 +39,12 @@ class GateFailure(Exception):
 
 def usage_error(exc: ConfigError) -> pytest.UsageError:
     return pytest.UsageError(f"evalgate: {exc}")
+
+
+def shard_of(key: str, total: int) -> int:
+    """The shard (1..total) a canary belongs to: a hash of its key, so the slice is the same
+    on every machine whatever the file order or the -k selection."""
+    return int(hashlib.sha256(key.encode()).hexdigest(), 16) % total + 1
 
 
 def item_name(entry: CaseEntry, sample: int, samples: int) -> str:
@@ -128,12 +135,30 @@ class GateSession:
                                                            nodeid=GATE_NODE, gate=self))
         return report
 
+    def pytest_collection_modifyitems(self, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        """`--evalgate-shard=I/N`: deselect the canaries of other shards, so they are never
+        called (the run calls only the selected items' canaries). Gate items stay."""
+        shard = config.getoption("evalgate_shard")
+        if shard is None:
+            return
+        index, total = shard
+        keep, drop = [], []
+        for item in items:
+            other = isinstance(item, CanaryItem) and shard_of(item.entry.key, total) != index
+            (drop if other else keep).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+
     def pytest_report_header(self, config: pytest.Config) -> str:
         p = self.project
         against = f", baseline {self.baseline.label}" if self.baseline is not None else ""
+        shard = config.getoption("evalgate_shard")
+        part = f", shard {shard[0]}/{shard[1]}" if shard else ""
         return (f"evalgate: {p.gate.path.name}, candidate {p.candidate.name} "
                 f"({p.candidate.config.provider}){against}, {len(p.entries)} canaries x "
-                f"{self.samples} sample(s)")
+                f"{self.samples} sample(s){part}")
 
     # -- the one-time run --------------------------------------------------------------------
 
@@ -158,6 +183,9 @@ class GateSession:
                                  self.baseline)
         except ConfigError as exc:  # e.g. a prompt template that fails on a case
             raise usage_error(exc) from None
+        shard = self.config.getoption("evalgate_shard")
+        if shard:
+            result.shard = f"{shard[0]}/{shard[1]}"
         write_result(result, self.result_path)
         from evalgate.report import write_all
 

@@ -168,6 +168,7 @@ class RunResult(BaseModel):
     gate: dict[str, Any] = Field(default_factory=dict)  # the GateSettings the verdicts used
     environment: RunEnvironment = Field(default_factory=RunEnvironment)
     total_cost_usd: float = 0.0  # spend of this run's calls (candidate and a live baseline)
+    shard: str | None = None  # "I/N" for one slice of a sharded run; None when whole
     calls_from_cache: int = 0
 
     def record_map(self) -> dict[str, Record]:
