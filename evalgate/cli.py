@@ -109,9 +109,9 @@ def _compare(args: argparse.Namespace) -> int:
 
     from evalgate.compare import compare_results
     from evalgate.gate import blocks
-    from evalgate.pytest_gate import RESULT_FILE, summary_lines
     from evalgate.report import write_all, write_reports
-    from evalgate.results import write_result
+    from evalgate.results import RESULT_FILE, write_result
+    from evalgate.summary import summary_lines
 
     try:
         baseline = load_result(args.baseline)

@@ -151,7 +151,7 @@ def shard_warnings(results: list[RunResult]) -> list[str]:
 def merge_main(paths: list[str], out: str) -> int:
     """`evalgate merge shard-*.json -o result.json`: 0 when merged, 4 (usage error, as pytest)
     on an unreadable file or shards that do not belong together; problems go to stderr."""
-    from evalgate.pytest_gate import summary_lines
+    from evalgate.summary import summary_lines
 
     if not paths:
         print("evalgate merge: no shard result files given", file=sys.stderr)

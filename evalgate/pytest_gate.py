@@ -20,12 +20,12 @@ import pytest
 
 from evalgate.baseline import Baseline, save_to_store
 from evalgate.errors import ConfigError
-from evalgate.gate import blocks, fmt
+from evalgate.gate import blocks
 from evalgate.guardrails import plan_guardrails
 from evalgate.project import CaseEntry, Project, load_project
-from evalgate.results import GuardrailVerdict, Record, RunResult, read_result, write_result
+from evalgate.results import RESULT_FILE, Record, RunResult, read_result, write_result
+from evalgate.summary import canary_problem, failure_text, summary_lines
 
-RESULT_FILE = "evalgate.json"
 GATE_NODE = "evalgate"
 
 
@@ -334,22 +334,6 @@ class CanaryItem(pytest.Item):
             f"canary {self.record_id}"
 
 
-def canary_problem(record: Record) -> str | None:
-    """Why a canary fails, in a few lines a developer can act on; None when it holds."""
-    if not record.ok:
-        tries = len(record.attempts)
-        return (f"call failed after {tries} attempt(s): {record.error_class}: "
-                f"{record.error_message}")
-    if record.passed:
-        return None
-    failed = [c for c in record.criteria if not c.passed]
-    label = "hallucination" if record.hallucination else "rubric failed"
-    lines = [f"{label}: " + "; ".join(f"{c.id} ({c.check}): {c.detail}" for c in failed)]
-    answer = record.text or ""
-    lines.append("answer: " + (answer if len(answer) <= 500 else answer[:500] + "..."))
-    return "\n".join(lines)
-
-
 class GateCollector(pytest.Collector):
     def __init__(self, *, gate: GateSession, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -377,7 +361,7 @@ class GateItem(pytest.Item):
         self.user_properties += [("value", verdict.value), ("verdict", verdict.verdict),
                                  ("test", verdict.test), ("p_value", verdict.p_value)]
         if blocks(verdict.verdict, result.on_inconclusive):
-            raise GateFailure(failure_text(verdict, result))
+            raise GateFailure(failure_text(verdict))
         if verdict.verdict == "INCONCLUSIVE" and result.on_inconclusive == "warn":
             warnings.warn(f"evalgate INCONCLUSIVE: {verdict.reason}", stacklevel=1)
 
@@ -409,82 +393,3 @@ def load_baseline(config: pytest.Config, project: Project) -> Baseline | None:
         return None
     field = "--evalgate-baseline" if config.getoption("evalgate_baseline") else "baseline"
     return resolve(spec, project.gate, field)
-
-
-def failure_text(verdict: GuardrailVerdict, result: RunResult) -> str:
-    """The gate item's failure message: the plain sentence, then the evidence."""
-    reason = verdict.reason
-    lines = [reason if reason.endswith(verdict.verdict) else f"{verdict.verdict}: {reason}"]
-    lines += [f"  {line}" for line in evidence_lines(verdict)]
-    return "\n".join(lines)
-
-
-def evidence_lines(v: GuardrailVerdict) -> list[str]:
-    lines = [f"test: {v.test}"]
-    facts = []
-    if v.p_value is not None:
-        facts.append(f"p = {v.p_value:.3g}")
-    if v.p_regression_holm is not None:
-        facts.append(f"regression p (Holm) = {v.p_regression_holm:.3g}")
-    facts.append(f"n = {v.n_canaries} canaries x {v.n_samples} sample(s)")
-    if v.discordant:
-        facts.append(f"discordant pairs: {v.discordant[0]} worse, {v.discordant[1]} better")
-    lines.append(", ".join(facts))
-    power = []
-    if v.mde is not None:
-        power.append(f"detectable at 80% power: {_num(v, v.mde)}")
-    if v.min_passable_margin is not None:
-        power.append(f"smallest margin this run could pass: {_num(v, v.min_passable_margin)}")
-    if power:
-        lines.append(", ".join(power))
-    if v.note:
-        lines.append(f"note: {v.note}")
-    return lines
-
-
-def _num(v: GuardrailVerdict, value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if v.effect_kind == "ratio":
-        return f"x{value:.3f}"
-    return fmt(v.metric, value)
-
-
-def summary_lines(result: RunResult) -> list[str]:
-    """The terminal's gate section: run facts, the gate table, the sentences and warnings."""
-    c = result.counts
-    lines = [f"candidate {result.candidate.name} ({result.candidate.provider}, "
-             f"{result.candidate.model}); {c['canaries']} canaries, {c['calls']} calls, "
-             f"{c['errors']} errors, {result.calls_made} HTTP attempts, "
-             f"{result.wall_time_s:.2f}s"]
-    if result.baseline is not None:
-        b = result.baseline
-        lines.append(f"baseline {b.name} ({b.source}); compared on "
-                     f"{result.comparison.compared if result.comparison else 0} canaries")
-    rows = [("guardrail", "value", "baseline", "effect [CI]", "margin", "p", "verdict")]
-    for v in result.verdicts:
-        effect = ""
-        if v.effect is not None:
-            effect = f"{_num(v, v.effect)} [{_num(v, v.ci_low)}, {_num(v, v.ci_high)}]"
-        elif v.ci_low is not None or v.ci_high is not None:
-            effect = f"[{fmt(v.metric, v.ci_low)}, {fmt(v.metric, v.ci_high)}]"
-        margin = ""
-        if v.threshold is not None:
-            margin = " ".join(f"{k} {fmt(v.metric, b)}" for k, b in
-                              (("max", v.threshold.max), ("min", v.threshold.min))
-                              if b is not None)
-        elif v.margin is not None:
-            margin = _num(v, v.margin) if v.effect_kind == "ratio" else fmt(v.metric, v.margin)
-        p = "" if v.p_value is None else f"{v.p_value:.3g}"
-        rows.append((v.guardrail, fmt(v.metric, v.value), fmt(v.metric, v.baseline)
-                     if v.baseline is not None else "", effect, margin, p, v.verdict))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-              for row in rows]
-    lines += [f"- {v.reason}" for v in result.verdicts if v.kind != "point"]
-    shown = {v.metric for v in result.verdicts}
-    other = [f"{m} {fmt(m, value)}" for m, value in result.metrics.items() if m not in shown]
-    if other:
-        lines.append("other metrics: " + ", ".join(other))
-    lines += [f"warning: {w}" for w in result.warnings]
-    return lines

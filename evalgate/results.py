@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 SCHEMA_VERSION = 1
+RESULT_FILE = "evalgate.json"
 
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE"]
 

@@ -11,10 +11,10 @@ import yaml
 
 from evalgate.baseline import resolve
 from evalgate.project import load_project
-from evalgate.pytest_gate import canary_problem
 from evalgate.report.junit import render_junit
 from evalgate.results import GuardrailVerdict, RunResult, read_result, write_result
 from evalgate.run import run_project
+from evalgate.summary import canary_problem
 from tests.conftest import make_cases, sim_model, write_project
 
 XSD = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "JUnit.xsd"

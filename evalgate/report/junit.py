@@ -160,7 +160,7 @@ def _verdict_facts(v: GuardrailVerdict, blocking: bool) -> str:
 
 def render_junit(result: RunResult) -> str:
     """The run as JUnit XML: a suite of canary testcases and a suite of gate testcases."""
-    from evalgate.pytest_gate import canary_problem, evidence_lines
+    from evalgate.summary import canary_problem, evidence_lines
 
     run_props = _run_properties(result)
     root = ET.Element("testsuites")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from evalgate.gate import blocks, fmt
 from evalgate.results import GuardrailVerdict, Record, RunResult
+from evalgate.summary import canary_problem, gate_cells
 
 EXCERPT_CHARS = 200
 CELL_CHARS = 200
@@ -96,32 +97,14 @@ def code_block(text: str, limit: int = EXCERPT_CHARS) -> str:
     return f"{fence}text\n{text}\n{fence}"
 
 
-def _num(v: GuardrailVerdict, value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"x{value:.3f}" if v.effect_kind == "ratio" else fmt(v.metric, value)
-
-
 def gate_row(v: GuardrailVerdict, on_inconclusive: str) -> list[str]:
     """The terminal's gate table columns, one verdict."""
-    effect = ""
-    if v.effect is not None:
-        effect = f"{_num(v, v.effect)} [{_num(v, v.ci_low)}, {_num(v, v.ci_high)}]"
-    elif v.ci_low is not None or v.ci_high is not None:
-        effect = f"[{fmt(v.metric, v.ci_low)}, {fmt(v.metric, v.ci_high)}]"
-    margin = ""
-    if v.threshold is not None:
-        margin = " ".join(f"{k} {fmt(v.metric, b)}" for k, b in
-                          (("max", v.threshold.max), ("min", v.threshold.min)) if b is not None)
-    elif v.margin is not None:
-        margin = _num(v, v.margin) if v.effect_kind == "ratio" else fmt(v.metric, v.margin)
-    p = "" if v.p_value is None else f"{v.p_value:.3g}"
+    value, baseline, effect, margin, p = gate_cells(v)
     verdict = f"**{v.verdict}**"
     if v.verdict == "INCONCLUSIVE" and not blocks(v.verdict, on_inconclusive):
         verdict += " (not blocking)"
-    baseline = "" if v.baseline is None else fmt(v.metric, v.baseline)
-    return [code(v.guardrail), *(_cell(c) for c in (fmt(v.metric, v.value), baseline, effect,
-                                                    margin, p)), verdict]
+    return [code(v.guardrail), *(_cell(c) for c in (value, baseline, effect, margin, p)),
+            verdict]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -175,8 +158,6 @@ def _passed(records: list[Record]) -> str:
 
 
 def _first_line(record: Record) -> str:
-    from evalgate.pytest_gate import canary_problem
-
     problem = canary_problem(record)
     return problem.splitlines()[0] if problem else ""
 

@@ -1,0 +1,110 @@
+"""Plain-text views of a run result, shared by the terminal, the gate items' failure text,
+JUnit, Markdown and the CLI. No pytest here: reports and the CLI import it without pytest."""
+
+from __future__ import annotations
+
+from evalgate.gate import fmt
+from evalgate.results import GuardrailVerdict, Record, RunResult
+
+
+def canary_problem(record: Record) -> str | None:
+    """Why a canary fails, in a few lines a developer can act on; None when it holds."""
+    if not record.ok:
+        tries = len(record.attempts)
+        return (f"call failed after {tries} attempt(s): {record.error_class}: "
+                f"{record.error_message}")
+    if record.passed:
+        return None
+    failed = [c for c in record.criteria if not c.passed]
+    label = "hallucination" if record.hallucination else "rubric failed"
+    lines = [f"{label}: " + "; ".join(f"{c.id} ({c.check}): {c.detail}" for c in failed)]
+    answer = record.text or ""
+    lines.append("answer: " + (answer if len(answer) <= 500 else answer[:500] + "..."))
+    return "\n".join(lines)
+
+
+def failure_text(verdict: GuardrailVerdict) -> str:
+    """The gate item's failure message: the plain sentence, then the evidence."""
+    reason = verdict.reason
+    lines = [reason if reason.endswith(verdict.verdict) else f"{verdict.verdict}: {reason}"]
+    lines += [f"  {line}" for line in evidence_lines(verdict)]
+    return "\n".join(lines)
+
+
+def evidence_lines(v: GuardrailVerdict) -> list[str]:
+    lines = [f"test: {v.test}"]
+    facts = []
+    if v.p_value is not None:
+        facts.append(f"p = {v.p_value:.3g}")
+    if v.p_regression_holm is not None:
+        facts.append(f"regression p (Holm) = {v.p_regression_holm:.3g}")
+    facts.append(f"n = {v.n_canaries} canaries x {v.n_samples} sample(s)")
+    if v.discordant:
+        facts.append(f"discordant pairs: {v.discordant[0]} worse, {v.discordant[1]} better")
+    lines.append(", ".join(facts))
+    power = []
+    if v.mde is not None:
+        power.append(f"detectable at 80% power: {effect_text(v, v.mde)}")
+    if v.min_passable_margin is not None:
+        smallest = effect_text(v, v.min_passable_margin)
+        power.append(f"smallest margin this run could pass: {smallest}")
+    if power:
+        lines.append(", ".join(power))
+    if v.note:
+        lines.append(f"note: {v.note}")
+    return lines
+
+
+def effect_text(v: GuardrailVerdict, value: float | None) -> str:
+    """A value on the guardrail's effect scale: x1.234 for ratios, the metric's unit else."""
+    if value is None:
+        return "n/a"
+    if v.effect_kind == "ratio":
+        return f"x{value:.3f}"
+    return fmt(v.metric, value)
+
+
+def gate_cells(v: GuardrailVerdict) -> tuple[str, str, str, str, str]:
+    """The gate table's value, baseline, effect [CI], margin and p columns for one verdict."""
+    effect = ""
+    if v.effect is not None:
+        effect = (f"{effect_text(v, v.effect)} [{effect_text(v, v.ci_low)}, "
+                  f"{effect_text(v, v.ci_high)}]")
+    elif v.ci_low is not None or v.ci_high is not None:
+        effect = f"[{fmt(v.metric, v.ci_low)}, {fmt(v.metric, v.ci_high)}]"
+    margin = ""
+    if v.threshold is not None:
+        margin = " ".join(f"{k} {fmt(v.metric, b)}" for k, b in
+                          (("max", v.threshold.max), ("min", v.threshold.min)) if b is not None)
+    elif v.margin is not None:
+        margin = (effect_text(v, v.margin) if v.effect_kind == "ratio"
+                  else fmt(v.metric, v.margin))
+    p = "" if v.p_value is None else f"{v.p_value:.3g}"
+    baseline = fmt(v.metric, v.baseline) if v.baseline is not None else ""
+    return fmt(v.metric, v.value), baseline, effect, margin, p
+
+
+def summary_lines(result: RunResult) -> list[str]:
+    """The terminal's gate section: run facts, the gate table, the sentences and warnings."""
+    c = result.counts
+    lines = [f"candidate {result.candidate.name} ({result.candidate.provider}, "
+             f"{result.candidate.model}); {c['canaries']} canaries, {c['calls']} calls, "
+             f"{c['errors']} errors, {result.calls_made} HTTP attempts, "
+             f"{result.wall_time_s:.2f}s"]
+    if result.baseline is not None:
+        b = result.baseline
+        lines.append(f"baseline {b.name} ({b.source}); compared on "
+                     f"{result.comparison.compared if result.comparison else 0} canaries")
+    rows: list[tuple[str, ...]] = [
+        ("guardrail", "value", "baseline", "effect [CI]", "margin", "p", "verdict")]
+    rows += [(v.guardrail, *gate_cells(v), v.verdict) for v in result.verdicts]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+              for row in rows]
+    lines += [f"- {v.reason}" for v in result.verdicts if v.kind != "point"]
+    shown = {v.metric for v in result.verdicts}
+    other = [f"{m} {fmt(m, value)}" for m, value in result.metrics.items() if m not in shown]
+    if other:
+        lines.append("other metrics: " + ", ".join(other))
+    lines += [f"warning: {w}" for w in result.warnings]
+    return lines
