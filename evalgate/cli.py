@@ -151,6 +151,13 @@ def _merge(args: argparse.Namespace) -> int:
     return merge_main(args.paths, args.out)
 
 
+def _init(args: argparse.Namespace) -> int:
+    """Scaffold a gate into an existing repository, never overwriting without --force."""
+    from evalgate.scaffold import init_main
+
+    return init_main(args.target, args.force)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalgate", description=__doc__)
     parser.add_argument("--version", action="version", version=f"evalgate {__version__}")
@@ -199,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("paths", nargs="+", metavar="SHARD.json")
     merge.add_argument("-o", "--out", required=True, metavar="RESULT.json")
     merge.set_defaults(func=_merge)
+
+    init = sub.add_parser("init", help="scaffold evalgate.yaml, example (simulator) model "
+                          "configs, canaries, a rubric and the CI workflows; never overwrites")
+    init.add_argument("target", nargs="?", default=".", metavar="DIR")
+    init.add_argument("--force", action="store_true", help="overwrite existing files")
+    init.set_defaults(func=_init)
     return parser
 
 
