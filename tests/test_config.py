@@ -70,7 +70,7 @@ def test_shipped_gate_config_loads() -> None:
     assert config.gate.metrics["hallucination_rate"].max == 0.10
     assert config.gate.metrics["hallucination_rate"].min is None
     assert config.gate.metrics["latency_p95_ms"].max == 1200
-    assert config.gate.vs_baseline.p95_ratio == 1.25
+    assert config.gate.vs_baseline.p95_ratio == 1.50
     assert set(config.gate.metrics) <= set(METRICS)
     assert gate.root == REPO
     assert gate.resolve("models/candidate.yaml") == REPO / "models" / "candidate.yaml"
