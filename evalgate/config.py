@@ -340,7 +340,10 @@ class LoadedGate:
     root: Path
 
     def resolve(self, relative: str) -> Path:
-        return (self.root / relative).resolve()
+        try:
+            return (self.root / relative).resolve()
+        except (OSError, ValueError, RuntimeError) as exc:  # NUL byte, symlink loop
+            raise ConfigError(Problem(self.path.name, f"bad path {relative!r}: {exc}")) from None
 
     def fingerprint(self) -> str:
         return _digest(self.config.model_dump(mode="json"))
@@ -356,7 +359,8 @@ def find_gate_config(rootdir: Path, explicit: str | None) -> Path:
         if (rootdir / name).exists():
             return rootdir / name
     pyproject = rootdir / "pyproject.toml"
-    if pyproject.exists() and "evalgate" in (_read_toml(pyproject) or {}).get("tool", {}):
+    tool = (_read_toml(pyproject) or {}).get("tool", {}) if pyproject.exists() else {}
+    if isinstance(tool, dict) and "evalgate" in tool:
         return pyproject
     raise ConfigError(
         Problem(str(rootdir), "no gate config: create evalgate.yaml, add [tool.evalgate] to "
@@ -375,7 +379,8 @@ def load_gate_config(path: Path) -> LoadedGate:
     root = path.parent.resolve()
     shown = path.name
     if path.suffix == ".toml":
-        data = (_read_toml(path) or {}).get("tool", {}).get("evalgate")
+        tool = (_read_toml(path) or {}).get("tool", {})
+        data = tool.get("evalgate") if isinstance(tool, dict) else None
         # tomllib keeps no positions: point every problem at the table's header line.
         text = read_text(path, shown)
         header = next((i for i, raw in enumerate(text.splitlines(), 1)

@@ -195,7 +195,8 @@ def check_prompts(model: LoadedModel, entries: list[CaseEntry]) -> list[Problem]
     for entry in entries:
         try:
             build_messages(model, entry.case)
-        except TemplateError as exc:
+        except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError,
+                RecursionError, MemoryError) as exc:
             problems.append(Problem(str(model.path.name), f"prompt_template fails for case "
                                     f"{entry.key}: {exc}", None, "prompt_template"))
             if len(problems) >= 5:

@@ -46,7 +46,7 @@ class Criterion(BaseModel):
         if self.pattern is not None and not is_template(self.pattern):
             try:
                 re.compile(self.pattern)
-            except re.error as exc:
+            except (re.error, OverflowError, RecursionError) as exc:
                 raise ValueError(f"invalid regular expression: {exc}") from None
         return self
 
@@ -126,7 +126,8 @@ def resolve_criteria(rubric: Rubric, case: Case, case_label: str) -> list[Resolv
                 continue
             try:
                 value = render_value(raw, context)
-            except TemplateError as exc:
+            except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError,
+                    RecursionError, MemoryError) as exc:  # e.g. `{{ 1/0 }}`, `{{ case.id + 1 }}`
                 raise ConfigError(Problem(
                     rubric.display, f"template error for case {case_label}: {exc}",
                     rubric.lines.get(criterion.id), f"{criterion.id}.{field}")) from None
@@ -149,7 +150,7 @@ def _coerce(field: str, value: Any, rubric: Rubric, criterion: Criterion, label:
         if field == "pattern":
             try:
                 re.compile(str(value))
-            except re.error as exc:
+            except (re.error, OverflowError, RecursionError) as exc:
                 raise ConfigError(Problem(
                     rubric.display, f"for case {label}, invalid regular expression: {exc}",
                     rubric.lines.get(criterion.id), f"{criterion.id}.pattern")) from None

@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, Undefined
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from evalgate.errors import ConfigError, Problem
@@ -20,16 +21,40 @@ from evalgate.errors import ConfigError, Problem
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.S)
 
 
+MAX_RESULT = 1_000_000  # longest string/sequence (or largest power) a template may build
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Also bounds `*` and `**`: `{{ 'a' * 10**10 }}` must fail, not eat the machine (and
+    intercepting them stops jinja2 constant-folding them at compile time)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int) and abs(right) > 1000 and not (
+                    isinstance(left, int) and abs(left) <= 1):
+                raise SecurityError("exponent too large")
+            return left ** right
+        for seq, times in ((left, right), (right, left)):
+            if (isinstance(seq, str | list | tuple) and isinstance(times, int)
+                    and len(seq) * times > MAX_RESULT):
+                raise SecurityError("result too large")
+        return left * right
+
+
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                                         keep_trailing_newline=True)
+    return _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 def check_template(text: str, file: str, line: int | None, field: str) -> None:
     """Fail at load time, not mid-run, on a template that does not parse."""
     try:
         environment().parse(text)
+    except RecursionError:
+        raise ConfigError(Problem(file, "template error: nested too deeply", line, field)) \
+            from None
     except TemplateError as exc:
         inner = getattr(exc, "lineno", None)
         at = line + inner - 1 if line and inner else line

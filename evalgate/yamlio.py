@@ -51,8 +51,24 @@ class LineMap:
         return LineMap(self.lines, self.text_lines, (*self.root, *prefix))
 
 
+# Bounds on what a config file may be: deeper nesting overflows the (recursive) composer, and
+# aliases that expand past the node budget are a "billion laughs" document.
+MAX_DEPTH = 200
+MAX_NODES = 200_000
+
+
 def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str,
-          text_lines: dict[Loc, int]) -> None:
+          text_lines: dict[Loc, int], budget: list[int] | None = None,
+          active: set[int] | None = None) -> None:
+    budget = [MAX_NODES] if budget is None else budget
+    active = set() if active is None else active
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConfigError(Problem(file, "document too large (aliases expand to more than "
+                                  f"{MAX_NODES} values)", node.start_mark.line + 1))
+    if id(node) in active:
+        raise ConfigError(Problem(file, "invalid YAML: recursive alias (a value contains "
+                                  "itself)", node.start_mark.line + 1))
     lines[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.ScalarNode) and node.style == "|":
         text_lines[loc] = node.start_mark.line + 2
@@ -68,11 +84,15 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str,
                 )
             seen[key] = line
             lines[(*loc, key)] = line
-            _walk(value_node, (*loc, key), lines, file, text_lines)
+            active.add(id(node))
+            _walk(value_node, (*loc, key), lines, file, text_lines, budget, active)
+            active.discard(id(node))
             lines[(*loc, key)] = line
     elif isinstance(node, yaml.SequenceNode):
+        active.add(id(node))
         for i, item in enumerate(node.value):
-            _walk(item, (*loc, i), lines, file, text_lines)
+            _walk(item, (*loc, i), lines, file, text_lines, budget, active)
+        active.discard(id(node))
 
 
 # libyaml's safe loader when PyYAML was built with it (several times faster), else pure Python.
@@ -83,8 +103,16 @@ def parse_yaml(text: str, file: str) -> tuple[Any, LineMap]:
     """Parse YAML safely (never constructs Python objects) and record each value's line."""
     loader = _LOADER(text)
     try:
+        _check_depth(text, file)
         node = loader.get_single_node()
+        if node is not None:
+            # Cycles and alias bombs are rejected on the node graph, before constructing data.
+            lines: dict[Loc, int] = {}
+            text_lines: dict[Loc, int] = {}
+            _walk(node, (), lines, file, text_lines)
         data = loader.construct_document(node) if node is not None else None
+    except (ValueError, OverflowError) as exc:  # e.g. `2001-02-30`, an int of 5000 digits
+        raise ConfigError(Problem(file, f"invalid YAML value: {exc}")) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -95,11 +123,23 @@ def parse_yaml(text: str, file: str) -> tuple[Any, LineMap]:
         raise ConfigError(Problem(file, f"invalid YAML: {problem}", line)) from None
     finally:
         loader.dispose()
-    lines: dict[Loc, int] = {}
-    text_lines: dict[Loc, int] = {}
-    if node is not None:
-        _walk(node, (), lines, file, text_lines)
+    if node is None:
+        return data, LineMap({}, {})
     return data, LineMap(lines, text_lines)
+
+
+def _check_depth(text: str, file: str) -> None:
+    """Reject nesting deeper than MAX_DEPTH from the event stream (iterative, unlike the
+    composer, which overflows the C stack on `[[[[...`)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(Problem(file, f"invalid YAML: nested more than {MAX_DEPTH} "
+                                          "levels deep", event.start_mark.line + 1))
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def read_text(path: Path, display: str) -> str:
@@ -107,7 +147,7 @@ def read_text(path: Path, display: str) -> str:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(Problem(display, "file not found")) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: undecodable bytes, NUL in the path
         raise ConfigError(Problem(display, f"cannot read file: {exc}")) from None
 
 
@@ -128,6 +168,8 @@ def load_jsonl(path: Path, display: str | None = None) -> list[tuple[int, Any]]:
         except json.JSONDecodeError as exc:
             raise ConfigError(Problem(display, f"invalid JSON: {exc.msg} (column {exc.colno})",
                                       number)) from None
+        except (ValueError, RecursionError) as exc:  # a 5000-digit int, `[[[[...`
+            raise ConfigError(Problem(display, f"invalid JSON: {str(exc)[:100]}", number)) from None
     return rows
 
 
