@@ -27,28 +27,19 @@ def gate_settings(candidate: RunResult, alpha: float | None = None) -> GateSetti
     return GateSettings.model_validate(data)
 
 
-def align(baseline: RunResult, candidate: RunResult
-          ) -> tuple[list[Record], ComparisonInfo, list[str]]:
-    """The baseline run's records on the candidate's canaries, left out where a canary changed
-    (its fingerprint differs) and listed where one run lacks it."""
-    keys = {r.key for r in candidate.records}
+def align_keys(baseline: RunResult, keys: set[str], fingerprints: dict[str, str]
+               ) -> tuple[set[str], ComparisonInfo, list[str]]:
+    """Which of this run's canaries the baseline run can be compared on: those it has, left
+    out where a canary changed (both fingerprints known and different), the rest listed."""
     stored = {r.key for r in baseline.records}
     changed = sorted(
         k for k in keys & stored
-        if None not in (baseline.case_fingerprints.get(k), candidate.case_fingerprints.get(k))
-        and baseline.case_fingerprints[k] != candidate.case_fingerprints[k])
+        if None not in (baseline.case_fingerprints.get(k), fingerprints.get(k))
+        and baseline.case_fingerprints[k] != fingerprints[k])
     usable = (keys & stored) - set(changed)
-    records = [r.model_copy(deep=True, update={"config": BASELINE})
-               for r in baseline.records if r.key in usable]
     comparison = ComparisonInfo(compared=len(usable), missing_in_baseline=sorted(keys - stored),
                                 changed=changed, extra_in_baseline=sorted(stored - keys))
     warnings = []
-    differing = sorted(name for name, fp in baseline.rubric_fingerprints.items()
-                       if candidate.rubric_fingerprints.get(name) not in (None, fp))
-    if differing:
-        warnings.append(f"rubric(s) {', '.join(differing)} differ between the baseline run "
-                        f"{baseline.run_id} and this run: answers are compared as each run "
-                        "graded them")
     if not usable:
         warnings.append(f"the baseline run {baseline.run_id} has no canary in common with this "
                         "run: nothing to compare")
@@ -58,6 +49,22 @@ def align(baseline: RunResult, candidate: RunResult
     if changed:
         warnings.append(f"{len(changed)} canary(ies) changed since the baseline run "
                         f"(e.g. {changed[0]}): left out of the comparison")
+    return usable, comparison, warnings
+
+
+def align(baseline: RunResult, candidate: RunResult
+          ) -> tuple[list[Record], ComparisonInfo, list[str]]:
+    """The baseline run's records on the candidate's canaries, as the baseline graded them."""
+    usable, comparison, warnings = align_keys(
+        baseline, {r.key for r in candidate.records}, candidate.case_fingerprints)
+    records = [r.model_copy(deep=True, update={"config": BASELINE})
+               for r in baseline.records if r.key in usable]
+    differing = sorted(name for name, fp in baseline.rubric_fingerprints.items()
+                       if candidate.rubric_fingerprints.get(name) not in (None, fp))
+    if differing:
+        warnings.insert(0, f"rubric(s) {', '.join(differing)} differ between the baseline run "
+                        f"{baseline.run_id} and this run: answers are compared as each run "
+                        "graded them")
     if baseline.samples != candidate.samples:
         warnings.append(f"the baseline run has {baseline.samples} sample(s) per canary, this "
                         f"run {candidate.samples}: each canary's mean is compared")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from evalgate import __version__
 from evalgate.baseline import Baseline
+from evalgate.compare import align_keys
 from evalgate.config import LoadedModel
 from evalgate.executor import Executor, Step, run_jobs
 from evalgate.gate import overall_verdict
@@ -113,31 +114,17 @@ def saved_baseline_records(project: Project, baseline: Baseline, keys: set[str],
     """The saved run's answers on this run's canaries, re-graded with today's rubrics."""
     saved = baseline.saved
     assert saved is not None
-    stored = {r.key for r in saved.records}
-    changed = sorted(k for k in keys & stored
-                     if saved.case_fingerprints.get(k) not in (None, fingerprints[k]))
-    usable = (keys & stored) - set(changed)
+    usable, comparison, warnings = align_keys(saved, keys, fingerprints)
     entries = project.entries_by_key()
-    records = []
-    for old in saved.records:
-        if old.key in usable:
-            record = old.model_copy(deep=True, update={"config": BASELINE})
-            records.append(grade(record, entries[record.key].criteria))
-    comparison = ComparisonInfo(compared=len(usable), missing_in_baseline=sorted(keys - stored),
-                                changed=changed, extra_in_baseline=sorted(stored - keys))
-    warnings = []
+    records = [grade(old.model_copy(deep=True, update={"config": BASELINE}),
+                     entries[old.key].criteria)
+               for old in saved.records if old.key in usable]
     current = {n: r.fingerprint() for n, r in project.rubrics.items()}
     differing = sorted(n for n, fp in saved.rubric_fingerprints.items()
                        if n in current and current[n] != fp)
     if differing:
-        warnings.append(f"rubric(s) {', '.join(differing)} changed since the baseline run "
+        warnings.insert(0, f"rubric(s) {', '.join(differing)} changed since the baseline run "
                         f"{saved.run_id}: its stored answers were re-graded with today's rubric")
-    if comparison.missing_in_baseline:
-        warnings.append(f"{len(comparison.missing_in_baseline)} canary(ies) are not in the "
-                        "baseline run: compared on the intersection only")
-    if changed:
-        warnings.append(f"{len(changed)} canary(ies) changed since the baseline run "
-                        f"(e.g. {changed[0]}): left out of the comparison")
     return records, comparison, warnings
 
 
