@@ -10,9 +10,7 @@ here), so differing rubric fingerprints are a warning in every report.
 from __future__ import annotations
 
 from evalgate.config import GateSettings
-from evalgate.gate import overall_verdict
-from evalgate.guardrails import evaluate, plan_guardrails
-from evalgate.metrics import compute_metrics
+from evalgate.guardrails import decide_gate, power_warnings
 from evalgate.results import BaselineInfo, ComparisonInfo, Record, RunResult
 
 BASELINE = "baseline"
@@ -43,13 +41,19 @@ def align_keys(baseline: RunResult, keys: set[str], fingerprints: dict[str, str]
     if not usable:
         warnings.append(f"the baseline run {baseline.run_id} has no canary in common with this "
                         "run: nothing to compare")
+    return usable, comparison, warnings + comparison_warnings(comparison)
+
+
+def comparison_warnings(comparison: ComparisonInfo) -> list[str]:
+    """What a reader must know about canaries the comparison had to leave out."""
+    warnings = []
     if comparison.missing_in_baseline:
         warnings.append(f"{len(comparison.missing_in_baseline)} canary(ies) are not in the "
                         "baseline run: compared on the intersection only")
-    if changed:
-        warnings.append(f"{len(changed)} canary(ies) changed since the baseline run "
-                        f"(e.g. {changed[0]}): left out of the comparison")
-    return usable, comparison, warnings
+    if comparison.changed:
+        warnings.append(f"{len(comparison.changed)} canary(ies) changed since the baseline run "
+                        f"(e.g. {comparison.changed[0]}): left out of the comparison")
+    return warnings
 
 
 def align(baseline: RunResult, candidate: RunResult
@@ -77,12 +81,8 @@ def compare_results(baseline: RunResult, candidate: RunResult, *, alpha: float |
     comparison and warnings; everything else (answers, run id, model info) is the candidate's."""
     settings = gate_settings(candidate, alpha)
     base_records, comparison, warnings = align(baseline, candidate)
-    metrics, counts = compute_metrics(candidate.records)
-    plan = plan_guardrails(settings, has_baseline=True)
-    verdicts = evaluate(settings, plan, candidate.records, base_records, metrics,
-                        candidate.samples)
-    warnings += [f"{v.guardrail}: {v.note}" for v in verdicts
-                 if v.note and "can only detect" in v.note]
+    decision = decide_gate(settings, candidate.records, base_records, candidate.samples)
+    warnings += power_warnings(decision["verdicts"])
     info = BaselineInfo(source=source or f"run {baseline.run_id}", kind="result",
                         name=baseline.candidate.name, provider=baseline.candidate.provider,
                         model=baseline.candidate.model,
@@ -90,16 +90,9 @@ def compare_results(baseline: RunResult, candidate: RunResult, *, alpha: float |
                         rubric_fingerprints=baseline.rubric_fingerprints,
                         config=baseline.candidate.config)
     return candidate.model_copy(deep=True, update={
-        "metrics": metrics,
-        "counts": counts,
-        "verdicts": verdicts,
-        "verdict": overall_verdict([v.verdict for v in verdicts]),
-        "on_inconclusive": settings.on_inconclusive,
-        "alpha": settings.alpha,
-        "gate": settings.model_dump(mode="json"),
+        **decision,
         "baseline": info,
         "baseline_records": base_records,
-        "baseline_metrics": compute_metrics(base_records)[0],
         "comparison": comparison,
         "warnings": warnings,
     })

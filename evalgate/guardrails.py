@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from evalgate.config import TESTED_BOUNDS, GateSettings
-from evalgate.gate import judge_metric
+from evalgate.gate import judge_metric, overall_verdict
+from evalgate.metrics import compute_metrics
 from evalgate.results import GuardrailVerdict, Record, ThresholdOut
 
 VS_BASELINE = "_vs_baseline"
@@ -185,3 +186,28 @@ def evaluate(settings: GateSettings, plan: list[Guardrail], cand_records: Sequen
     for (g, _), ev in zip(tested, final, strict=True):
         verdicts[g.name] = to_verdict(g, ev)
     return [verdicts[g.name] for g in plan]
+
+
+def power_warnings(verdicts: Sequence[GuardrailVerdict]) -> list[str]:
+    """The run-level warnings for margins finer than the run can detect."""
+    return [f"{v.guardrail}: {v.note}" for v in verdicts if v.note and "can only detect" in v.note]
+
+
+def decide_gate(settings: GateSettings, records: Sequence[Record],
+                base_records: Sequence[Record] | None, samples: int) -> dict[str, Any]:
+    """The fields of a RunResult that deciding the gate sets, from graded records: metrics,
+    counts, verdicts, the overall verdict and the settings used. One place for a live run,
+    `evalgate compare` and `evalgate merge`, so all three decide alike."""
+    metrics, counts = compute_metrics(records)
+    plan = plan_guardrails(settings, base_records is not None)
+    verdicts = evaluate(settings, plan, records, base_records, metrics, samples)
+    return {
+        "metrics": metrics,
+        "counts": counts,
+        "verdicts": verdicts,
+        "verdict": overall_verdict([v.verdict for v in verdicts]),
+        "on_inconclusive": settings.on_inconclusive,
+        "alpha": settings.alpha,
+        "gate": settings.model_dump(mode="json"),
+        "baseline_metrics": compute_metrics(base_records)[0] if base_records is not None else {},
+    }

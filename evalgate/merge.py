@@ -16,10 +16,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from evalgate.compare import gate_settings
-from evalgate.gate import overall_verdict
-from evalgate.guardrails import evaluate, plan_guardrails
-from evalgate.metrics import compute_metrics
+from evalgate.compare import comparison_warnings, gate_settings
+from evalgate.guardrails import decide_gate, power_warnings
 from evalgate.results import ComparisonInfo, RunResult, read_result, write_result
 
 # Warnings that depend on which canaries a run had: dropped from the shards', written afresh.
@@ -82,26 +80,19 @@ def merge_results(results: Sequence[RunResult]) -> RunResult:
                      key=lambda r: (r.key, r.sample))
     base_records = sorted((r for res in results for r in res.baseline_records),
                           key=lambda r: (r.key, r.sample))
-    metrics, counts = compute_metrics(records)
-    plan = plan_guardrails(settings, has_baseline)
-    verdicts = evaluate(settings, plan, records, base_records if has_baseline else None,
-                        metrics, first.samples)
+    decision = decide_gate(settings, records, base_records if has_baseline else None,
+                           first.samples)
     comparison = _comparison(results)
-    names = tuple(f"{g.name}: " for g in plan)
+    names = tuple(f"{v.guardrail}: " for v in decision["verdicts"])
     warnings: list[str] = []
     for result in results:
         for w in result.warnings:
             if w not in warnings and not w.startswith(names) and not any(
                     p in w for p in _PER_RUN_WARNINGS):
                 warnings.append(w)
-    if comparison is not None and comparison.missing_in_baseline:
-        warnings.append(f"{len(comparison.missing_in_baseline)} canary(ies) are not in the "
-                        "baseline run: compared on the intersection only")
-    if comparison is not None and comparison.changed:
-        warnings.append(f"{len(comparison.changed)} canary(ies) changed since the baseline run "
-                        f"(e.g. {comparison.changed[0]}): left out of the comparison")
-    warnings += [f"{v.guardrail}: {v.note}" for v in verdicts
-                 if v.note and "can only detect" in v.note]
+    if comparison is not None:
+        warnings += comparison_warnings(comparison)
+    warnings += power_warnings(decision["verdicts"])
     warnings += shard_warnings(results)
     return first.model_copy(deep=True, update={
         "shard": None,
@@ -113,17 +104,10 @@ def merge_results(results: Sequence[RunResult]) -> RunResult:
         "calls_from_cache": sum(r.calls_from_cache for r in results),
         "total_cost_usd": math.fsum(r.total_cost_usd for r in results),  # any order
         "records": records,
-        "metrics": metrics,
-        "counts": counts,
-        "verdicts": verdicts,
-        "verdict": overall_verdict([v.verdict for v in verdicts]),
-        "on_inconclusive": settings.on_inconclusive,
-        "alpha": settings.alpha,
-        "gate": settings.model_dump(mode="json"),
+        **decision,
         "case_fingerprints": dict(sorted(
             (k, v) for r in results for k, v in r.case_fingerprints.items())),
         "baseline_records": base_records,
-        "baseline_metrics": compute_metrics(base_records)[0] if has_baseline else {},
         "comparison": comparison,
         "warnings": warnings,
     })

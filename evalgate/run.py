@@ -20,10 +20,8 @@ from evalgate.baseline import Baseline
 from evalgate.compare import align_keys
 from evalgate.config import LoadedModel
 from evalgate.executor import Executor, Step, run_jobs
-from evalgate.gate import overall_verdict
 from evalgate.graders.grade import grade
-from evalgate.guardrails import evaluate, plan_guardrails
-from evalgate.metrics import compute_metrics
+from evalgate.guardrails import decide_gate, power_warnings
 from evalgate.project import CaseEntry, PlannedCall, Project, plan_calls
 from evalgate.providers import make_provider
 from evalgate.results import (
@@ -165,14 +163,9 @@ def run_project(project: Project, selected: Collection[str] | None = None,
             project, baseline, keys, fingerprints)
     elif baseline is not None:
         comparison = ComparisonInfo(compared=len({r.key for r in cand_records}))
-    metrics, counts = compute_metrics(cand_records)
-    base_metrics = compute_metrics(base_records)[0] if baseline is not None else {}
-    plan = plan_guardrails(cfg.gate, baseline is not None)
-    verdicts = evaluate(cfg.gate, plan, cand_records,
-                        base_records if baseline is not None else None, metrics, cfg.samples)
-    for v in verdicts:
-        if v.note and "can only detect" in v.note:
-            warnings.append(f"{v.guardrail}: {v.note}")
+    decision = decide_gate(cfg.gate, cand_records,
+                           base_records if baseline is not None else None, cfg.samples)
+    warnings += power_warnings(decision["verdicts"])
     model = project.candidate
     all_records = [*cand_records, *(base_records if live is not None else [])]
     return RunResult(
@@ -190,20 +183,13 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         concurrency=workers,
         calls_made=sum(len(r.attempts) for r in all_records),
         records=cand_records,
-        metrics=metrics,
-        counts=counts,
-        verdicts=verdicts,
-        verdict=overall_verdict([v.verdict for v in verdicts]),
-        on_inconclusive=cfg.gate.on_inconclusive,
+        **decision,
         canary_failures=cfg.canary_failures,
-        alpha=cfg.gate.alpha,
         case_fingerprints={k: fingerprints[k] for k in sorted({r.key for r in cand_records})},
         baseline=baseline_info(baseline) if baseline is not None else None,
         baseline_records=base_records,
-        baseline_metrics=base_metrics,
         comparison=comparison,
         warnings=warnings,
-        gate=cfg.gate.model_dump(mode="json"),
         environment=environment(project.gate.root),
         total_cost_usd=sum(r.cost_usd or 0.0 for r in all_records),
     )
