@@ -8,7 +8,7 @@ a percentage point, plus the timings the gate promises. It prints and always exi
    * false FAIL: no change (A/A), or for absolute caps the truth exactly at the cap;
    * false PASS: the truth exactly at the margin (or the cap): the non-inferiority test's level.
    Both should be <= alpha (up to Monte-Carlo error, shown as +- 1 SE).
-2. The whole gate (five guardrails, `finalize` + `overall`) A/A: family-wise false FAIL.
+2. The whole gate (five guardrails, `finalize` + `overall_verdict`) A/A: family-wise false FAIL.
 3. Power to detect a regression (p_regression < alpha) at 0.5, 1, 1.5 and 2 x the true MDE
    under no change (from a pilot of A/A runs: (z_{1-alpha} + z_0.8) x the sampling SD of the
    effect estimator; the mean MDE the A/A runs report is shown next to it), observed vs what
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from evalgate.gate import overall_verdict
 from evalgate.stats import (
     Evidence,
     compare_cost,
@@ -41,7 +42,6 @@ from evalgate.stats import (
     compare_score,
     cost_budget,
     finalize,
-    overall,
     p95_slo,
     rate_cap,
 )
@@ -173,7 +173,8 @@ def gate_aa(items: list[Scenario], seeds: int) -> None:
     t0 = time.perf_counter()
     fails = passes = 0
     for s in range(seeds):
-        verdict = overall(finalize([sc.run(200_000 + s, sc.null) for sc in picked], ALPHA))
+        verdict = overall_verdict([e.verdict for e in finalize(
+            [sc.run(200_000 + s, sc.null) for sc in picked], ALPHA)])
         fails += verdict == "FAIL"
         passes += verdict == "PASS"
     print(f"   false FAIL {rate(fails, seeds)}   PASS {rate(passes, seeds)}   "
@@ -264,7 +265,7 @@ def timings(repeats: int) -> None:
     final = finalize(evidences, ALPHA)
     parts.append(f"finalize {1000 * (time.perf_counter() - t0):.1f} ms")
     print(f"   all 8 guardrails + finalize: {time.perf_counter() - t_all:.2f} s "
-          f"(overall {overall(final)})")
+          f"(overall {overall_verdict([e.verdict for e in final])})")
     print("     " + "; ".join(parts))
     print(f"     e.g. {final[3].sentence}")
 

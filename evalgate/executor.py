@@ -20,7 +20,7 @@ import httpx
 
 from evalgate.config import LoadedModel
 from evalgate.project import PlannedCall
-from evalgate.providers import CallableProvider, ProviderError, Reply
+from evalgate.providers import CallableProvider, HttpProvider, ProviderError, Reply
 from evalgate.results import Attempt, Record
 
 BACKOFF_BASE_S = 0.5
@@ -97,8 +97,8 @@ def estimate_tokens(text: str) -> int:
 
 
 class Executor:
-    def __init__(self, model: LoadedModel, provider: object, concurrency: int,
-                 seed: int = 0) -> None:
+    def __init__(self, model: LoadedModel, provider: HttpProvider | CallableProvider,
+                 concurrency: int, seed: int = 0) -> None:
         self.model = model
         self.provider = provider
         self.concurrency = concurrency
@@ -121,11 +121,11 @@ class Executor:
         async with asyncio.timeout(budget_s):
             if isinstance(self.provider, CallableProvider):
                 return await self.provider.invoke(call)
-            request = self.provider.build(call)  # type: ignore[attr-defined]
+            request = self.provider.build(call)
             response = await client.request(request.method, request.url,
                                             headers=request.headers, json=request.json,
                                             timeout=self.policy.timeout_s)
-            return self.provider.parse(response)  # type: ignore[attr-defined]
+            return self.provider.parse(response)
 
     async def call(self, client: httpx.AsyncClient, call: PlannedCall, label: str,
                    t0: float) -> Record:
@@ -223,8 +223,9 @@ async def run_jobs(jobs: Sequence[Sequence[Step]], concurrency: int) -> list[lis
     return results
 
 
-def execute(model: LoadedModel, provider: object, calls: Sequence[PlannedCall],
-            concurrency: int, seed: int = 0, config_label: str = "candidate") -> list[Record]:
+def execute(model: LoadedModel, provider: HttpProvider | CallableProvider,
+            calls: Sequence[PlannedCall], concurrency: int, seed: int = 0,
+            config_label: str = "candidate") -> list[Record]:
     """Make every planned call once; returns one Record per call, in plan order."""
     executor = Executor(model, provider, concurrency, seed)
     return asyncio.run(executor.run(calls, config_label))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-from evalgate.config import GateSettings
 from evalgate.results import GuardrailVerdict, ThresholdOut, Verdict
 
 
@@ -47,14 +46,6 @@ def judge_metric(metric: str, value: float | None, low: float | None,
 
 
 POINT_TEST = "point estimate vs threshold (no test)"
-
-
-def decide(settings: GateSettings, metrics: dict[str, float | None]
-           ) -> tuple[list[GuardrailVerdict], Verdict]:
-    verdicts = [judge_metric(name, metrics.get(name), t.min, t.max)
-                for name, t in settings.metrics.items()]
-    overall = overall_verdict([v.verdict for v in verdicts])
-    return verdicts, overall
 
 
 def overall_verdict(verdicts: list[Verdict]) -> Verdict:

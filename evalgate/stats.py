@@ -1119,19 +1119,6 @@ def finalize(evidences: list[Evidence], alpha: float,
     return out
 
 
-def overall(evidences: Sequence[Evidence]) -> Verdict:
-    """Intersection-union: PASS only if every guardrail passes, FAIL if any fails.
-
-    An empty run proves nothing, so it is INCONCLUSIVE.
-    """
-    verdicts = [ev.verdict for ev in evidences]
-    if "FAIL" in verdicts:
-        return "FAIL"
-    if verdicts and all(v == "PASS" for v in verdicts):
-        return "PASS"
-    return "INCONCLUSIVE"
-
-
 __all__ = [
     "Evidence",
     "SloTest",
@@ -1153,7 +1140,6 @@ __all__ = [
     "mde_difference",
     "mde_paired_binary",
     "mde_ratio",
-    "overall",
     "p95_slo",
     "p95_slo_test",
     "rate_cap",

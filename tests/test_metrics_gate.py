@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from evalgate.config import GateSettings
-from evalgate.gate import blocks, decide, judge_metric, overall_verdict
+from evalgate.gate import blocks, judge_metric, overall_verdict
 from evalgate.metrics import compute_metrics, percentile
 from evalgate.results import Attempt, Record, Verdict
 
@@ -178,21 +178,6 @@ def test_reasons_are_formatted() -> None:
 
 def settings(**metrics: dict[str, Any]) -> GateSettings:
     return GateSettings.model_validate({"metrics": metrics})
-
-
-def test_decide() -> None:
-    gate = settings(pass_rate={"min": 0.85}, error_rate={"max": 0.02},
-                    latency_p95_ms={"max": 900})
-    verdicts, overall = decide(gate, {"pass_rate": 0.9, "error_rate": 0.0,
-                                      "latency_p95_ms": 950.0})
-    assert [(v.metric, v.verdict) for v in verdicts] == [
-        ("pass_rate", "PASS"), ("error_rate", "PASS"), ("latency_p95_ms", "FAIL")]
-    assert overall == "FAIL"
-    verdicts, overall = decide(gate, {"pass_rate": 0.9, "error_rate": 0.0})
-    assert verdicts[2].verdict == "INCONCLUSIVE"
-    assert overall == "INCONCLUSIVE"
-    _, overall = decide(gate, {"pass_rate": 0.85, "error_rate": 0.02, "latency_p95_ms": 900.0})
-    assert overall == "PASS"
 
 
 @pytest.mark.parametrize(("verdicts", "overall"), [

@@ -11,6 +11,7 @@ import pytest
 from scipy import optimize, special, stats
 
 from evalgate import stats as es
+from evalgate.gate import overall_verdict
 from evalgate.stats import (
     Evidence,
     clopper_pearson_bounds,
@@ -27,7 +28,6 @@ from evalgate.stats import (
     harrell_davis_rows,
     holm_adjust,
     mcnemar_regression_p,
-    overall,
     p95_slo,
     p95_slo_test,
     rate_cap,
@@ -650,7 +650,7 @@ def test_finalize_fails_a_holm_significant_regression_even_inside_the_margin() -
     assert final[0].verdict == "FAIL"
     assert "Holm" in final[0].sentence
     assert [f.verdict for f in final[1:]] == ["PASS", "PASS"]
-    assert overall(final) == "FAIL"
+    assert overall_verdict([f.verdict for f in final]) == "FAIL"
 
 
 def test_finalize_respects_method_minimums_and_absolute_caps() -> None:
@@ -661,15 +661,7 @@ def test_finalize_respects_method_minimums_and_absolute_caps() -> None:
     assert final[0].p_regression_holm == pytest.approx(0.001)  # the cap has no p_regression
     assert final[0].note is not None and "method minimum" in final[0].note
     assert final[1].p_regression_holm is None and final[1].verdict == "PASS"
-    assert overall(final) == "INCONCLUSIVE"
-
-
-def test_overall_intersection_union() -> None:
-    p, f, i = _evidence("PASS", 0.5), _evidence("FAIL", 0.5), _evidence("INCONCLUSIVE", 0.5)
-    assert overall([p, p]) == "PASS"
-    assert overall([p, i]) == "INCONCLUSIVE"
-    assert overall([p, i, f]) == "FAIL"
-    assert overall([]) == "INCONCLUSIVE"
+    assert overall_verdict([f.verdict for f in final]) == "INCONCLUSIVE"
 
 
 # ------------------------------------------------------------------------------------------
@@ -744,13 +736,13 @@ def test_aa_false_fail_rate_of_the_gate_is_at_most_alpha(
         aa_results: list[list[Evidence]]) -> None:
     runs = AA_RUNS
     results = aa_results
-    false_fail = np.mean([overall(r) == "FAIL" for r in results])
+    false_fail = np.mean([overall_verdict([e.verdict for e in r]) == "FAIL" for r in results])
     assert false_fail <= ALPHA + mc_tolerance(ALPHA, runs)
     # Without Holm the five one-sided tests would false-FAIL far more often than alpha:
     raw_any = np.mean([any(ev.p_regression < ALPHA for ev in r) for r in results])
     assert raw_any > false_fail
     # The gate must not be vacuous: most A/A runs pass every guardrail or are inconclusive.
-    assert np.mean([overall(r) != "FAIL" for r in results]) > 0.85
+    assert np.mean([overall_verdict([e.verdict for e in r]) != "FAIL" for r in results]) > 0.85
 
 
 def _binary_run(seed: int, n: int, p_both: float, p_improve: float, delta: float) -> Evidence:

@@ -38,16 +38,6 @@ class HttpRequest:
     json: Any = None
 
 
-class CallInput(Protocol):
-    """What a provider needs to know about one call (a PlannedCall satisfies it)."""
-
-    @property
-    def messages(self) -> list[dict[str, str]]: ...
-
-    @property
-    def sample(self) -> int: ...
-
-
 class HttpProvider(Protocol):
     def build(self, call: Any) -> HttpRequest: ...
 
