@@ -8,13 +8,14 @@ import os
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evalgate.errors import ConfigError, MissingSecretError, Problem
+from evalgate.prodconfig import DeterminismSpec, LoadSpec, TrafficSpec
 from evalgate.sim import SimProfile
 from evalgate.yamlio import (
     LineMap,
@@ -101,6 +102,8 @@ class GateSettings(Strict):
     fail_on_significant_regression: bool = True
     bootstrap_resamples: int = Field(9999, ge=199, le=200000)
     seed: int = 0
+    # Thresholds per route of a router candidate: {route name: {metric: {max/min}}}.
+    routes: dict[str, dict[MetricName, Threshold]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _tested_bounds(self) -> GateSettings:
@@ -131,6 +134,10 @@ class GateConfig(Strict):
     canary_failures: Literal["fail", "report"] = "fail"
     gate: GateSettings = Field(default_factory=GateSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
+    # Production-like checks (evalgate/prodconfig.py); absent = not run.
+    traffic: TrafficSpec | None = None
+    load: LoadSpec | None = None
+    determinism: DeterminismSpec | None = None
 
     @field_validator("canaries", "rubrics", mode="before")
     @classmethod
@@ -234,9 +241,13 @@ class LoadedModel:
     name: str
     system_prompt: str | None
     prompt_template: str | None
+    # A router config (evalgate/router.py): `config` and the prompts are its default route's.
+    router: Any = field(default=None, compare=False)
 
     def fingerprint(self) -> str:
         """Changes whenever anything that can change an answer or its price changes."""
+        if self.router is not None:
+            return str(self.router.fingerprint())
         payload = self.config.model_dump(
             mode="json", exclude={"name", "system_prompt_file", "prompt_template_file"}
         )
@@ -247,6 +258,8 @@ class LoadedModel:
     def describe(self) -> dict[str, Any]:
         """The config for reports: every setting, prompts resolved, no secret (only the name of
         the key's environment variable is in the config to begin with)."""
+        if self.router is not None:
+            return dict(self.router.describe(self.name))
         payload = self.config.model_dump(mode="json", exclude_none=True,
                                           exclude={"system_prompt_file", "prompt_template_file"})
         payload["name"] = self.name
@@ -310,6 +323,10 @@ def load_model_config(path: Path, root: Path, reader: Reader = read_text,
     file system by default, or a git revision for a `git:<ref>:<path>` baseline."""
     shown = shown or display_path(path, root)
     data, lines = parse_yaml(reader(path, shown), shown)
+    if isinstance(data, dict) and "router" in data:
+        from evalgate.router import load_router
+
+        return load_router(data, lines, path, root, reader, shown)
     config: ModelConfig = validate(ModelConfig, data, shown, lines)
 
     def side_file(name: str | None, field: str) -> str | None:

@@ -182,6 +182,10 @@ def load_project(rootdir: Path, explicit_config: str | None = None) -> Project:
     entries = build_entries(gate, sets, rubrics, problems) if rubrics or not problems else []
     if candidate is not None:
         problems += check_prompts(candidate, entries)
+    if gate.config.gate.routes:
+        from evalgate.router import check_route_guardrails
+
+        problems += check_route_guardrails(gate, candidate)
     if problems:
         raise ConfigError(problems)
     return Project(gate, candidate, sets, rubrics, entries)

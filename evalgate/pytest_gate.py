@@ -70,6 +70,9 @@ class GateSession:
             self.run_id = worker["evalgate_run_id"]
         self.baseline = baseline  # loaded in the controller only: workers make no calls
         self.plan = plan_guardrails(project.gate.config.gate, has_baseline(config, project))
+        from evalgate.production import extra_guardrails  # routes, load, determinism
+
+        self.plan += extra_guardrails(project.gate.config, has_baseline(config, project))
         self._result: RunResult | None = None
         self._records: dict[str, Record] | None = None
         self.saved_to: Path | None = None

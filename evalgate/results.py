@@ -61,6 +61,8 @@ class Record(BaseModel):
     passed: bool | None = None
     hallucination: bool | None = None
     score: float | None = None
+    route: str | None = None  # a router candidate: the route that took the call
+    model: str | None = None  # ... and the model config that answered it
 
     @property
     def record_id(self) -> str:
@@ -139,6 +141,74 @@ class ComparisonInfo(BaseModel):
     extra_in_baseline: list[str] = Field(default_factory=list)
 
 
+# -- production-like checks (evalgate/router.py, load.py, determinism.py) ---------------------
+
+class RouteStats(BaseModel):
+    """One route of a router config: its share of the calls and its main metrics."""
+
+    route: str
+    calls: int
+    share: float
+    canaries: int
+    models: dict[str, int] = Field(default_factory=dict)
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+
+
+class BlendedCost(BaseModel):
+    """Projected cost under a traffic mix (weights per tag; none: the canaries as they are)."""
+
+    monthly_requests: float
+    weights: dict[str, float] = Field(default_factory=dict)
+    missing_tags: list[str] = Field(default_factory=list)
+    per_request_usd: float | None = None
+    per_1k_usd: float | None = None
+    per_month_usd: float | None = None
+
+
+class LoadLevel(BaseModel):
+    """One config at one concurrency level of the load profile."""
+
+    concurrency: int
+    config: str
+    requests: int
+    errors: int
+    rate_429: float  # share of requests that met at least one 429
+    error_rate: float
+    throughput_rps: float
+    duration_s: float
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    truncated: bool = False  # stopped by the load phase's time cap
+
+
+class LoadReport(BaseModel):
+    levels: list[LoadLevel] = Field(default_factory=list)
+    wall_time_s: float = 0.0
+    interleaved: bool = False
+    notes: list[str] = Field(default_factory=list)
+
+
+class DeterminismStats(BaseModel):
+    """One config's answers to the same canaries asked `repeats` times."""
+
+    config: str
+    canaries: int
+    repeats: int
+    exact_agreement: float | None = None       # share of canaries whose K answers are equal
+    normalized_agreement: float | None = None  # ... after case/whitespace/punctuation folding
+    score_stdev_mean: float | None = None      # mean over canaries of the stdev of K scores
+    score_range_max: float | None = None       # largest max-min of K scores on one canary
+    errors: int = 0
+    disagreeing: list[str] = Field(default_factory=list)  # canary keys (normalised)
+
+
+class DeterminismReport(BaseModel):
+    agreement: str = "normalized"
+    candidate: DeterminismStats
+    baseline: DeterminismStats | None = None
+
+
 class RunResult(BaseModel):
     schema_version: int = SCHEMA_VERSION
     evalgate_version: str
@@ -171,6 +241,14 @@ class RunResult(BaseModel):
     total_cost_usd: float = 0.0  # spend of this run's calls (candidate and a live baseline)
     shard: str | None = None  # "I/N" for one slice of a sharded run; None when whole
     calls_from_cache: int = 0
+    # Production-like checks; empty/None unless configured (router candidate, traffic, load:,
+    # determinism:).
+    routes: list[RouteStats] = Field(default_factory=list)
+    baseline_routes: list[RouteStats] = Field(default_factory=list)
+    blended_cost: BlendedCost | None = None
+    baseline_blended_cost: BlendedCost | None = None
+    load: LoadReport | None = None
+    determinism: DeterminismReport | None = None
 
     def record_map(self) -> dict[str, Record]:
         return {r.record_id: r for r in self.records}

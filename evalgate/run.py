@@ -32,6 +32,7 @@ from evalgate.results import (
     RunEnvironment,
     RunResult,
 )
+from evalgate.router import executor_for, with_targets
 
 CANDIDATE, BASELINE = "candidate", "baseline"
 
@@ -88,13 +89,13 @@ def make_calls(project: Project, selected: Collection[str] | None, concurrency: 
     if not cand_calls:
         return [], []
     models = [project.candidate] + ([baseline_model] if baseline_model else [])
-    with simulator_for(models, project.entries) as sim_url:
-        cand = Executor(project.candidate, make_provider(project.candidate, sim_url),
-                        concurrency, cfg.gate.seed)
+    with simulator_for(with_targets(models), project.entries) as sim_url:
+        cand = executor_for(project.candidate, lambda m: Executor(
+            m, make_provider(m, sim_url), concurrency, cfg.gate.seed))
         jobs: list[list[Step]] = [[(cand, call, CANDIDATE)] for call in cand_calls]
         if baseline_model is not None:
-            base = Executor(baseline_model, make_provider(baseline_model, sim_url), concurrency,
-                            cfg.gate.seed + 1)
+            base = executor_for(baseline_model, lambda m: Executor(
+                m, make_provider(m, sim_url), concurrency, cfg.gate.seed + 1))
             base_calls = select_calls(plan_calls(baseline_model, project.entries, cfg.samples),
                                       selected)
             order = random.Random(cfg.gate.seed)
@@ -168,7 +169,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     warnings += power_warnings(decision["verdicts"])
     model = project.candidate
     all_records = [*cand_records, *(base_records if live is not None else [])]
-    return RunResult(
+    result = RunResult(
         evalgate_version=__version__,
         run_id=run_id or uuid.uuid4().hex[:12],
         started_at=started.isoformat(timespec="seconds"),
@@ -193,6 +194,11 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         environment=environment(project.gate.root),
         total_cost_usd=sum(r.cost_usd or 0.0 for r in all_records),
     )
+    # Routes, blended cost, load profile, determinism: only when configured.
+    from evalgate.production import apply
+
+    return apply(project, result, cand_records, base_records if baseline is not None else None,
+                 live, workers, selected)
 
 
 def environment(root: Path) -> RunEnvironment:

@@ -79,6 +79,10 @@ class SimProfile(BaseModel):
     chars_per_token: float = Field(4.0, gt=0)
     report_usage: bool = True
     seed: int = 0
+    # Load and determinism knobs (see _occupy and _vary_answer): None = off.
+    capacity: int | None = Field(None, ge=1)  # requests served at once; more wait in a queue
+    determinism: float | None = Field(None, ge=0, le=1)  # P(a canary's answer is the same
+    # across samples), drawn once per canary; otherwise every sample words it differently
 
 
 @dataclass(frozen=True)
@@ -598,6 +602,7 @@ class SimServer:
         self._attempts: dict[tuple[str, str, str], int] = {}
         self._ids = itertools.count(1)
         self._conn_tasks: set[asyncio.Task[Any]] = set()
+        self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main_task: asyncio.Task[None] | None = None
@@ -957,6 +962,8 @@ class SimServer:
             answer = _hallucinated_answer(case, answer_rng)
         else:
             answer = _correct_answer(case)
+        if profile.determinism is not None:
+            answer = _vary_answer(profile, f"{model_name}\x1f{digest}", sample, answer)
         completion_tokens = _tokens(answer, cpt)
         truncated = call.max_tokens is not None and completion_tokens > call.max_tokens
         if truncated:
@@ -974,7 +981,9 @@ class SimServer:
             delay_ms += profile.spike_ms
         delay_ms += profile.ms_per_output_token * completion_tokens
         delay = delay_ms / 1000.0 + (profile.stall_s if stalled else 0.0)
-        if delay > 0:
+        if profile.capacity is not None:
+            await self._occupy(model_name, profile.capacity, delay)
+        elif delay > 0:
             await asyncio.sleep(delay)
 
         result = _Result(answer, prompt_tokens, completion_tokens, truncated, next(self._ids))
@@ -982,3 +991,29 @@ class SimServer:
         if malformed:
             payload = payload[: max(1, len(payload) // 2)]
         return 200, [], payload
+
+    async def _occupy(self, model_name: str, capacity: int, delay: float) -> None:
+        """Serve with at most `capacity` requests of this model in service at once: the rest
+        queue (FIFO), so latency grows with concurrency beyond capacity, as on a real server."""
+        key = (model_name, capacity)
+        slots = self._slots.get(key)
+        if slots is None:
+            slots = self._slots[key] = asyncio.Semaphore(capacity)
+        async with slots:
+            await asyncio.sleep(max(delay, 0.0))
+
+
+_VARIANTS = ("In short", "To summarise", "Briefly", "Put simply", "In a nutshell", "Overall",
+             "All in all", "Simply put")
+
+
+def _vary_answer(profile: SimProfile, case_key: str, sample: str, answer: str) -> str:
+    """The determinism knob: a canary is stable with probability `profile.determinism` (drawn
+    once per canary from the profile's seed); an unstable one words every sample differently
+    (a different lead-in and the sample number), so no two of its samples agree, exactly or
+    after folding case, spaces and punctuation, and its facts stay in the answer."""
+    assert profile.determinism is not None
+    if _rng(f"determinism\x1f{profile.seed}\x1f{case_key}").random() < profile.determinism:
+        return answer
+    lead = _VARIANTS[_rng(f"variant\x1f{case_key}\x1f{sample}").randrange(len(_VARIANTS))]
+    return f"{lead} (take {sample}): {answer}"

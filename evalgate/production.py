@@ -1,0 +1,91 @@
+"""Production-like checks on top of a gate run: per-route metrics and guardrails of a router
+candidate, blended cost under a traffic mix, the load profile and determinism.
+
+One entry point for run.py (`apply`) and one for the pytest plugin's gate items
+(`extra_guardrails`), so the default path (none of it configured) does nothing at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from evalgate.gate import overall_verdict
+from evalgate.guardrails import Guardrail
+from evalgate.results import Record, RunResult
+
+
+def configured(project: Any) -> bool:
+    cfg = project.gate.config
+    return bool(project.candidate.router is not None or cfg.gate.routes or cfg.traffic
+                or cfg.load or cfg.determinism)
+
+
+def extra_guardrails(cfg: Any, has_baseline: bool) -> list[Guardrail]:
+    """The extra gate items (names known before any call)."""
+    from evalgate.determinism import determinism_guardrail_names
+    from evalgate.load import load_guardrail_names
+    from evalgate.router import route_guardrail_names
+
+    names = (route_guardrail_names(cfg.gate) + load_guardrail_names(cfg.load, has_baseline)
+             + determinism_guardrail_names(cfg.determinism, has_baseline))
+    return [Guardrail(name, name, "production", None) for name in names]
+
+
+def apply(project: Any, result: RunResult, cand: Sequence[Record], base: Sequence[Record] | None,
+          live_baseline: Any | None, concurrency: int,
+          selected: Collection[str] | None = None) -> RunResult:
+    """Add the configured checks' reports and verdicts to a finished run result."""
+    if not configured(project):
+        return result
+    from evalgate.router import blended_cost, route_breakdown, route_verdicts
+
+    cfg = project.gate.config
+    settings = cfg.gate
+    extra = []
+    result.routes = route_breakdown(cand)
+    if base is not None:
+        result.baseline_routes = route_breakdown(base)
+    if settings.routes:
+        extra += route_verdicts(settings, cand, cfg.samples)
+    if cfg.traffic is not None or project.candidate.router is not None:
+        result.blended_cost = blended_cost(cand, cfg.traffic)
+        if base is not None:
+            result.baseline_blended_cost = blended_cost(base, cfg.traffic)
+        missing = sorted(set(result.blended_cost.missing_tags))
+        if missing:
+            result.warnings.append(f"traffic weights name tag(s) {', '.join(missing)} that no "
+                                   "answered canary has: left out of the blended cost")
+    if cfg.load is not None:
+        from evalgate.load import load_verdicts, run_load
+
+        result.load = run_load(project, cfg.load, live_baseline, settings.seed)
+        result.calls_made += sum(lv.requests for lv in result.load.levels)
+        result.load.notes += [] if live_baseline is not None or result.baseline is None else [
+            "the baseline is a saved result: it was not loaded (no live model to call)"]
+        extra += load_verdicts(cfg.load, result.load, result.baseline is not None)
+    if cfg.determinism is not None:
+        from evalgate.determinism import determinism_verdicts, run_determinism
+
+        keys = None if selected is None else {s.rsplit("#", 1)[0] for s in selected}
+        report, det_cand, det_base = run_determinism(
+            project, cfg.determinism, live_baseline, concurrency, settings.seed, keys)
+        result.determinism = report
+        result.calls_made += sum(len(r.attempts) for r in [*det_cand, *det_base])
+        result.total_cost_usd += sum(r.cost_usd or 0.0 for r in [*det_cand, *det_base])
+        verdicts = determinism_verdicts(cfg.determinism, settings, det_cand,
+                                        det_base if live_baseline is not None else None)
+        if result.baseline is not None and live_baseline is None and \
+                cfg.determinism.max_agreement_drop is not None:
+            from evalgate.guardrails import Guardrail as G
+            from evalgate.guardrails import undecidable
+
+            verdicts.append(undecidable(
+                G("determinism.agreement_vs_baseline", "agreement_rate", "rate_vs_baseline",
+                  cfg.determinism.max_agreement_drop, "lower"), 1, 0,
+                "the baseline is a saved result, which cannot be asked again"))
+        extra += verdicts
+    if extra:
+        result.verdicts = [*result.verdicts, *extra]
+        result.verdict = overall_verdict([v.verdict for v in result.verdicts])
+    return result
