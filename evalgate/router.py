@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from evalgate.canaries import Case
 from evalgate.errors import ConfigError, Problem
 from evalgate.expr import ExprError, Node, compile_condition, evaluate
-from evalgate.yamlio import LineMap
+from evalgate.yamlio import LineMap, parse_yaml
 
 ROUTE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_ROUTE = "default"
@@ -132,16 +132,20 @@ def load_router(data: dict[str, Any], lines: LineMap, path: Path, root: Path,
         if relative in loaded:
             return loaded[relative]
         where = lines.line_of(loc)
+        target_path = path.parent / relative
         try:
-            model = load_model_config(path.parent / relative, root, reader)
+            # Routers do not nest: look before loading, so a router naming itself (or a
+            # router that names it back) is an error, not an endless recursion.
+            raw, _ = parse_yaml(reader(target_path, relative), relative)
+            if isinstance(raw, dict) and "router" in raw:
+                problems.append(Problem(shown, f"{label}: {relative!r} is itself a router; "
+                                        "routers do not nest", where, ".".join(map(str, loc))))
+                return None
+            model = load_model_config(target_path, root, reader)
         except ConfigError as exc:
             problems.extend(exc.problems)
             problems.append(Problem(shown, f"{label}: model {relative!r} could not be loaded "
                                     "(see above)", where, ".".join(map(str, loc))))
-            return None
-        if model.router is not None:
-            problems.append(Problem(shown, f"{label}: {relative!r} is itself a router; routers "
-                                    "do not nest", where, ".".join(map(str, loc))))
             return None
         loaded[relative] = model
         return model

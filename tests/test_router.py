@@ -1,0 +1,163 @@
+"""Router model configs: loading (located usage errors), per-route records and metrics from the
+simulator with two profiles behind two routes, per-route guardrails, blended cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from evalgate.errors import ConfigError
+from evalgate.project import load_project
+from evalgate.results import read_result
+from evalgate.run import run_project
+from tests.conftest import make_cases, sim_model, write_project
+
+pytest_plugins = ["pytester"]
+
+ROUTER = {"router": {"routes": [{"name": "fast", "when": "'even' in tags",
+                                 "model": "fast.yaml"}],
+                     "default": "strong.yaml"}}
+
+
+def fast_model(**profile: Any) -> dict[str, Any]:
+    cfg = sim_model(**{"latency_ms": 2, "hallucination_rate": 0.5, "seed": 3, **profile})
+    return {**cfg, "model": "fast-m", "pricing": {"input_per_mtok": 0.1, "output_per_mtok": 0.2}}
+
+
+def strong_model(**profile: Any) -> dict[str, Any]:
+    cfg = sim_model(**{"latency_ms": 40, **profile})
+    return {**cfg, "model": "strong-m", "pricing": {"input_per_mtok": 5.0, "output_per_mtok": 15.0}}
+
+
+def routed_project(root: Path, *, router: dict[str, Any] | None = None, n: int = 40,
+                   gate: dict[str, Any] | None = None, fast: dict[str, Any] | None = None,
+                   strong: dict[str, Any] | None = None) -> Path:
+    write_project(root, model=router or ROUTER, cases=make_cases(n), gate=gate)
+    (root / "models" / "fast.yaml").write_text(yaml.safe_dump(fast or fast_model()))
+    (root / "models" / "strong.yaml").write_text(yaml.safe_dump(strong or strong_model()))
+    return root
+
+
+def test_two_profiles_behind_two_routes_give_per_route_metrics(tmp_path: Path) -> None:
+    routed_project(tmp_path, gate={"concurrency": 16,
+                                   "traffic": {"weights": {"even": 3, "odd": 1},
+                                               "monthly_requests": 2_000_000}})
+    result = run_project(load_project(tmp_path))
+    by_key = {r.case_id: r for r in result.records}
+    # Even canaries go the fast route to fast.yaml, the rest to the default (strong.yaml).
+    assert all(r.route == ("fast" if int(k[1:]) % 2 == 0 else "default") for k, r in
+               by_key.items())
+    assert {r.model for r in result.records if r.route == "fast"} == {"fast"}
+    assert {r.model for r in result.records if r.route == "default"} == {"strong"}
+    routes = {s.route: s for s in result.routes}
+    assert set(routes) == {"fast", "default"}
+    assert routes["fast"].share == pytest.approx(0.5) and routes["fast"].calls == 20
+    fast, strong = routes["fast"].metrics, routes["default"].metrics
+    # The profiles differ the way the simulator was told: latency, hallucinations, price.
+    assert fast["latency_p50_ms"] < 20 < strong["latency_p50_ms"]
+    assert strong["hallucination_rate"] == 0.0
+    assert 0.2 <= fast["hallucination_rate"] <= 0.8   # 20 draws at p=0.5
+    assert fast["cost_per_request_usd"] * 20 < strong["cost_per_request_usd"]
+    # Blended cost under the traffic mix: 3/4 the even (fast) tag's cost, 1/4 the odd tag's.
+    blended = result.blended_cost
+    assert blended is not None and blended.per_request_usd is not None
+    expected = (3 * fast["cost_per_request_usd"] + strong["cost_per_request_usd"]) / 4
+    assert blended.per_request_usd == pytest.approx(expected)
+    assert blended.per_month_usd == pytest.approx(expected * 2_000_000)
+    assert result.candidate.config["provider"] == "router"
+
+
+def test_per_route_guardrails_fail_only_the_slow_route(tmp_path: Path) -> None:
+    gate = {"gate": {"routes": {"fast": {"latency_p50_ms": {"max": 20}},
+                                "default": {"latency_p50_ms": {"max": 20}}}}}
+    routed_project(tmp_path, n=10, gate=gate, fast=fast_model(hallucination_rate=0.0))
+    result = run_project(load_project(tmp_path))
+    verdicts = {v.guardrail: v for v in result.verdicts}
+    assert verdicts["route[fast].latency_p50_ms"].verdict == "PASS"
+    assert verdicts["route[default].latency_p50_ms"].verdict == "FAIL"
+    assert "route default" in verdicts["route[default].latency_p50_ms"].reason
+    assert result.verdict == "FAIL"
+
+
+def test_fallback_answers_when_the_routed_model_fails(tmp_path: Path) -> None:
+    router = {"router": {**ROUTER["router"], "fallback": "strong.yaml"}}
+    routed_project(tmp_path, router=router, n=6,
+                   fast=fast_model(error_500_rate=1.0, hallucination_rate=0.0))
+    result = run_project(load_project(tmp_path))
+    fast = [r for r in result.records if r.route == "fast"]
+    assert fast and all(r.ok and r.model == "strong (fallback)" for r in fast)
+    # the failed attempts on the routed model stay on the record, then the fallback's
+    assert all(r.attempts[0].status == 500 and r.attempts[-1].status == 200 for r in fast)
+
+
+@pytest.mark.parametrize("when, needle", [
+    ("().__class__", "empty parentheses"),
+    ("tags.__class__", "attribute access"),
+    ("__import__('os')", "dunder"),
+    ("len(tags) > 2", "unknown name 'len'"),
+    ("prompt_tokens < 'x'", "compares a number with a string"),
+])
+def test_bad_condition_is_a_located_usage_error(tmp_path: Path, when: str, needle: str) -> None:
+    router = {"router": {"routes": [{"name": "fast", "when": "prompt_tokens < 100",
+                                     "model": "fast.yaml"},
+                                    {"name": "odd", "when": when, "model": "strong.yaml"}],
+                         "default": "strong.yaml"}}
+    routed_project(tmp_path, router=router, n=2)
+    with pytest.raises(ConfigError) as info:
+        load_project(tmp_path)
+    problem = next(p for p in info.value.problems if "route 'odd'" in p.message)
+    assert problem.file == "models/candidate.yaml" and needle in problem.message
+    assert problem.field == "router.routes[1].when"
+    text = (tmp_path / "models" / "candidate.yaml").read_text().splitlines()
+    assert problem.line is not None and "when:" in text[problem.line - 1]
+
+
+def test_other_router_mistakes_are_located(tmp_path: Path) -> None:
+    router = {"router": {"routes": [{"name": "default", "when": "true", "model": "fast.yaml"},
+                                    {"when": "true", "model": "missing.yaml"}],
+                         "default": "strong.yaml"}}
+    routed_project(tmp_path, router=router, n=2,
+                   gate={"gate": {"routes": {"nope": {"pass_rate": {"min": 0.5}}}}})
+    with pytest.raises(ConfigError) as info:
+        load_project(tmp_path)
+    text = str(info.value)
+    assert "route 'default': the name is already used" in text
+    assert "route 'route2': model 'missing.yaml' could not be loaded" in text
+    nested = {"router": {"routes": [], "default": "candidate.yaml"}}
+    routed_project(tmp_path, router=nested, n=2)
+    with pytest.raises(ConfigError, match="routers do not nest"):
+        load_project(tmp_path)
+
+
+def test_route_guardrail_must_name_a_route(tmp_path: Path) -> None:
+    routed_project(tmp_path, n=2, gate={"gate": {"routes": {"nope": {"pass_rate": {"min": 0.5}}}}})
+    with pytest.raises(ConfigError, match="route 'nope' is not a route of the candidate"):
+        load_project(tmp_path)
+
+
+def test_plugin_bad_condition_exits_4(pytester: pytest.Pytester) -> None:
+    router = {"router": {"routes": [{"name": "x", "when": "id.__class__", "model": "fast.yaml"}],
+                         "default": "strong.yaml"}}
+    routed_project(pytester.path, router=router, n=2)
+    result = pytester.runpytest_subprocess("--evalgate")
+    assert result.ret == 4
+    assert "models/candidate.yaml" in result.stderr.str() + result.stdout.str()
+    assert "route 'x'" in result.stderr.str() + result.stdout.str()
+
+
+def test_plugin_runs_route_gate_items_and_reports(pytester: pytest.Pytester) -> None:
+    gate = {"gate": {"metrics": {"pass_rate": {"min": 0.3}},
+                     "routes": {"fast": {"latency_p95_ms": {"max": 5000}}}}}
+    routed_project(pytester.path, n=6, gate=gate, fast=fast_model(hallucination_rate=0.0))
+    result = pytester.runpytest_subprocess("--evalgate", "-rA")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*gate?route?fast?.latency_p95_ms?*PASSED*"])
+    data = read_result(pytester.path / "reports" / "evalgate.json")
+    assert {s.route for s in data.routes} == {"fast", "default"}
+    md = (pytester.path / "reports" / "evalgate.md").read_text()
+    assert "Routes" in md and "`fast`" in md
+    html = (pytester.path / "reports" / "evalgate.html").read_text()
+    assert 'id="production"' in html and "fast" in html
