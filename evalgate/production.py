@@ -43,6 +43,10 @@ def apply(project: Any, result: RunResult, cand: Sequence[Record], base: Sequenc
     cfg = project.gate.config
     settings = cfg.gate
     extra = []
+    router = project.candidate.router
+    if router is not None:
+        result.candidate.provider = "router"
+        result.candidate.model = ", ".join(t.name for t in router.targets())
     result.routes = route_breakdown(cand)
     if base is not None:
         result.baseline_routes = route_breakdown(base)

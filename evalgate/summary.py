@@ -106,5 +106,8 @@ def summary_lines(result: RunResult) -> list[str]:
     other = [f"{m} {fmt(m, value)}" for m, value in result.metrics.items() if m not in shown]
     if other:
         lines.append("other metrics: " + ", ".join(other))
+    from evalgate.report.production import terminal_lines  # routes, load, determinism
+
+    lines += terminal_lines(result)
     lines += [f"warning: {w}" for w in result.warnings]
     return lines

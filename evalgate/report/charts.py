@@ -391,3 +391,57 @@ def rate_dots(uid: str, title: str, panel_titles: Sequence[str], rows: Sequence[
     if note:
         body.append(_t(lx + 10, height - 4, note, size=10, color=AXIS))
     return _svg(uid, width, height, title, "; ".join(desc) or "no data", body)
+
+
+def latency_vs_concurrency(uid: str, series: Sequence[tuple[str, Sequence[tuple[int, float | None,
+                                                                              float | None]]]],
+                           ) -> Markup:
+    """Load profile: p50 (dashed) and p95 (solid) latency per concurrency level (log2 x axis),
+    one colour per config, so a tail that grows with load shows as a rising line."""
+    title = "Latency vs concurrency (load profile)"
+    data = [(name, [(c, _finite_or_none(p50), _finite_or_none(p95)) for c, p50, p95 in points
+                    if c > 0]) for name, points in series]
+    data = [(name, pts) for name, pts in data if any(p95 is not None for _, _, p95 in pts)]
+    if not data:
+        return no_data(uid, title, "no load data: no level was measured")
+    width, height = 680, 300
+    left, right, top, bottom = 64, 20, 14, 44
+    levels = sorted({c for _, pts in data for c, _, _ in pts})
+    values = [v for _, pts in data for _, p50, p95 in pts for v in (p50, p95) if v is not None]
+    x = Scale(min(levels), max(levels), left + 20, width - right - 20, log=max(levels) > 1)
+    y = Scale(0.0, max(values) * 1.1 if max(values) > 0 else 1.0, height - bottom, top)
+    body = [f'<rect x="{left}" y="{top}" width="{width - left - right}" '
+            f'height="{height - top - bottom}" fill="#fff" stroke="{GRID}"/>']
+    for c in levels:
+        px = x(c)
+        body.append(f'<line x1="{_n(px)}" x2="{_n(px)}" y1="{top}" y2="{height - bottom}" '
+                    f'stroke="{GRID}"/>')
+        body.append(_t(px, height - bottom + 15, str(c), anchor="middle", color=AXIS, size=10))
+    for tv in y.ticks(6):
+        py = y(tv)
+        body.append(f'<line x1="{left}" x2="{width - right}" y1="{_n(py)}" y2="{_n(py)}" '
+                    f'stroke="{GRID}"/>')
+        body.append(_t(left - 6, py + 3, _fmt_ms(tv), anchor="end", color=AXIS, size=10))
+    body.append(_t((left + width - right) / 2, height - 8, "requests in flight (concurrency)",
+                   anchor="middle", color=AXIS, size=11))
+    desc = []
+    for i, (name, pts) in enumerate(data):
+        color = CANDIDATE_COLOR if i == 0 else BASELINE_COLOR
+        for q, dash, idx in (("p95", "", 2), ("p50", ' stroke-dasharray="5 3"', 1)):
+            line = [(pt[0], pt[idx]) for pt in pts if pt[idx] is not None]
+            if not line:
+                continue
+            path = "".join(f"{'M' if j == 0 else 'L'}{_n(x(c))},{_n(y(v))}"
+                           for j, (c, v) in enumerate(line))
+            body.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2"'
+                        f'{dash}><title>{escape(f"{name} {q}")}</title></path>')
+            for c, v in line:
+                body.append(f'<circle cx="{_n(x(c))}" cy="{_n(y(v))}" r="3.5" fill="{color}" '
+                            f'stroke="#fff"><title>{escape(f"{name} {q} at {c}: {_fmt_ms(v)}")}'
+                            f'</title></circle>')
+            desc.append(f"{name} {q}: " + ", ".join(f"{c} -> {_fmt_ms(v)}" for c, v in line))
+        ly = top + 14 + 18 * i
+        body.append(f'<line x1="{left + 10}" x2="{left + 32}" y1="{ly - 4}" y2="{ly - 4}" '
+                    f'stroke="{color}" stroke-width="2"/>')
+        body.append(_t(left + 38, ly, f"{name}: p95 solid, p50 dashed", size=10))
+    return _svg(uid, width, height, title, "; ".join(desc), body)

@@ -33,6 +33,7 @@ from markupsafe import Markup
 
 from evalgate.gate import blocks
 from evalgate.report import charts
+from evalgate.report.production import html_section as production_section
 from evalgate.results import CriterionResult, GuardrailVerdict, Record, RunResult
 
 MAX_ANSWER_CHARS = 2000   # per answer in the canary table; the JSON keeps the full text
@@ -569,6 +570,7 @@ def render_html(result: RunResult, *, max_answer_chars: int = MAX_ANSWER_CHARS,
         "base_config_missing": has_baseline and base_cfg is None,
         "show_base_cfg": base_cfg is not None,
         "charts": chart_svgs,
+        "production": production_section(result),  # routes, load, determinism (or nothing)
         "tags": tags,
         "tags_charted": min(len(tags), MAX_TAGS_CHARTED),
         "pct": _pct,

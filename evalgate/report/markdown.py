@@ -216,6 +216,9 @@ def _render(result: RunResult, ranked: list[Canary], n_regressions: int, html_na
         lines.append(f"- {failed} of {len(result.records)} canary answers failed their rubric "
                      f"or call: {policy}")
     lines.append("")
+    from evalgate.report.production import markdown_lines  # routes, load, determinism
+
+    lines += markdown_lines(result)
     if result.warnings:
         lines += ["### Warnings", ""]
         lines += [f"- {prose(w)}" for w in result.warnings[:warnings]]
