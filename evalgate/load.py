@@ -173,6 +173,11 @@ def load_verdicts(spec: LoadSpec, report: LoadReport, has_baseline: bool
                 "baseline to load at the same time"
             v = _named(judge_metric("load_p95_ratio", ratio, None, spec.max_p95_ratio),
                        f"load[c={c}].p95_ratio_vs_baseline", c, note)
+            if ratio is not None and cand is not None and base is not None:
+                within = "within" if v.verdict == "PASS" else "above"
+                v.reason = (f"under load at concurrency {c}: candidate p95 {cand.p95_ms:.0f} ms "
+                            f"vs baseline {base.p95_ms:.0f} ms (same load, interleaved): "
+                            f"x{ratio:.2f}, {within} the limit x{spec.max_p95_ratio:.2f}")
             out.append(v.model_copy(update={"effect": ratio, "effect_kind": "ratio",
                                              "value": cand.p95_ms if cand else None,
                                              "baseline": base.p95_ms if base else None,

@@ -27,3 +27,24 @@ def test_shipped_example_passes_the_gate(tmp_path: Path) -> None:
         "latency_ratio_vs_baseline", "p95_ratio_vs_baseline"}
     assert all(v["verdict"] == "PASS" and v["test"] for v in result["verdicts"])
     assert not list(ROOT.glob("tests/**/evalgate.json"))
+
+
+def test_production_example_passes_with_routes_load_and_determinism(tmp_path: Path) -> None:
+    """examples/production: a routed candidate with per-route guardrails, blended cost, a load
+    profile and determinism, on the shipped canaries; PASS and every section in the result."""
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--evalgate", "-p", "no:cacheprovider",
+         "--evalgate-config=examples/production/evalgate.yaml",
+         f"--evalgate-report-dir={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    result = json.loads((tmp_path / "evalgate.json").read_text())
+    assert result["verdict"] == "PASS"
+    assert {r["route"] for r in result["routes"]} == {"billing", "short", "default"}
+    assert [lv["concurrency"] for lv in result["load"]["levels"]] == [1, 1, 4, 4, 16, 16]
+    assert result["determinism"]["candidate"]["canaries"] == 16
+    assert result["blended_cost"]["per_month_usd"] < result["baseline_blended_cost"][
+        "per_month_usd"]
+    names = {v["guardrail"] for v in result["verdicts"]}
+    assert {"route[short].latency_p50_ms", "load[c=16].latency_p95_ms",
+            "load[c=16].p95_ratio_vs_baseline", "determinism.agreement"} <= names
