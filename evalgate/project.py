@@ -182,7 +182,11 @@ def load_project(rootdir: Path, explicit_config: str | None = None) -> Project:
     entries = build_entries(gate, sets, rubrics, problems) if rubrics or not problems else []
     if candidate is not None:
         problems += check_prompts(candidate, entries)
-    if gate.config.gate.routes:
+    if candidate is not None and candidate.router is not None:  # every route's template
+        for target in candidate.router.targets():
+            if target.path != candidate.router.default.path:
+                problems += check_prompts(target, entries)
+    if gate.config.gate.routes and candidate is not None:
         from evalgate.router import check_route_guardrails
 
         problems += check_route_guardrails(gate, candidate)
