@@ -317,6 +317,8 @@ class _Parser:
         start = self.take()
         items: list[Lit] = []
         while not (self.tok.kind == "punct" and self.tok.text == "]"):
+            if self.tok.kind == "punct" and self.tok.text in "([":
+                raise ExprError("a list holds literal values only", self.tok.col)
             item = self.primary()
             if not isinstance(item, Lit):
                 raise ExprError("a list holds literal values only", _col(item))

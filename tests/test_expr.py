@@ -85,6 +85,9 @@ def test_type_errors(text: str, message: str) -> None:
     ("'\\n' in id", "unknown escape"),
     ("metadata", "metadata.<key>"),
     ("[tags] == 1", "literal values only"),
+    ("id in " + "[" * 1900, "literal values only"),
+    ("id in [(true)]", "literal values only"),
+    ("not " * 100 + "true", "nests deeper"),
 ])
 def test_rejected(text: str, message: str) -> None:
     with pytest.raises(ExprError, match=message):
