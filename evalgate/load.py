@@ -53,6 +53,8 @@ async def run_levels(spec: LoadSpec, configs: Sequence[tuple[str, Any, Sequence[
     for concurrency in spec.levels:
         rounds = max(1, min(spec.rounds, spec.requests // concurrency))
         batch = max(concurrency, math.ceil(spec.requests / rounds))
+        if spec.duration_s is not None:  # short batches, so the level stops near its duration
+            batch = min(batch, 4 * concurrency)
         done: dict[str, list[Record]] = {label: [] for label, _, _ in configs}
         busy = dict.fromkeys(done, 0.0)
         truncated = False

@@ -90,6 +90,15 @@ def test_time_cap_stops_the_load_phase(tmp_path: Path) -> None:
     assert verdict.verdict == "INCONCLUSIVE"
 
 
+def test_duration_bounds_a_level(tmp_path: Path) -> None:
+    load = {"levels": [2], "requests": 10000, "duration_s": 0.3}
+    result = load_project_with(tmp_path, load, sim_model(latency_ms=10))
+    level = result.load.levels[0]  # type: ignore[union-attr]
+    # batches of 8 requests at 2 in flight take ~40 ms: the level stops soon after 0.3 s
+    assert 8 <= level.requests < 200 and level.requests % 8 == 0
+    assert 0.25 < level.duration_s < 1.5 and not level.truncated
+
+
 def test_load_config_is_validated(tmp_path: Path) -> None:
     import pytest
 
