@@ -38,8 +38,11 @@ def apply(project: Any, result: RunResult, cand: Sequence[Record], base: Sequenc
     """Add the configured checks' reports and verdicts to a finished run result."""
     if not configured(project):
         return result
+    import time
+
     from evalgate.router import blended_cost, route_breakdown, route_verdicts
 
+    t0 = time.perf_counter()
     cfg = project.gate.config
     settings = cfg.gate
     extra = []
@@ -89,6 +92,7 @@ def apply(project: Any, result: RunResult, cand: Sequence[Record], base: Sequenc
                   cfg.determinism.max_agreement_drop, "lower"), 1, 0,
                 "the baseline is a saved result, which cannot be asked again"))
         extra += verdicts
+    result.wall_time_s = round(result.wall_time_s + time.perf_counter() - t0, 3)
     if extra:
         result.verdicts = [*result.verdicts, *extra]
         result.verdict = overall_verdict([v.verdict for v in result.verdicts])
