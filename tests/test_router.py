@@ -71,9 +71,11 @@ def test_two_profiles_behind_two_routes_give_per_route_metrics(tmp_path: Path) -
 
 
 def test_per_route_guardrails_fail_only_the_slow_route(tmp_path: Path) -> None:
-    gate = {"gate": {"routes": {"fast": {"latency_p50_ms": {"max": 60}},
-                                "default": {"latency_p50_ms": {"max": 60}}}}}
-    routed_project(tmp_path, n=10, gate=gate, fast=fast_model(hallucination_rate=0.0))
+    # 2 ms vs 300 ms simulated: a 200 ms limit separates them even on a busy machine
+    gate = {"gate": {"routes": {"fast": {"latency_p50_ms": {"max": 200}},
+                                "default": {"latency_p50_ms": {"max": 200}}}}}
+    routed_project(tmp_path, n=10, gate=gate, fast=fast_model(hallucination_rate=0.0),
+                   strong=strong_model(latency_ms=300))
     result = run_project(load_project(tmp_path))
     verdicts = {v.guardrail: v for v in result.verdicts}
     assert verdicts["route[fast].latency_p50_ms"].verdict == "PASS"
