@@ -61,6 +61,10 @@ class Record(BaseModel):
     passed: bool | None = None
     hallucination: bool | None = None
     score: float | None = None
+    # Answered from the response cache: no call made in this run; latency_ms and the token
+    # counts are the ones measured when the answer was made, at cached_at (UTC, ISO 8601).
+    cached: bool = False
+    cached_at: str | None = None
 
     @property
     def record_id(self) -> str:
@@ -171,6 +175,9 @@ class RunResult(BaseModel):
     total_cost_usd: float = 0.0  # spend of this run's calls (candidate and a live baseline)
     shard: str | None = None  # "I/N" for one slice of a sharded run; None when whole
     calls_from_cache: int = 0
+    calls_from_journal: int = 0  # --evalgate-resume: answers reused from the interrupted run
+    # Interrupted (Ctrl-C) before every call was made: the verdict is never PASS.
+    partial: bool = False
 
     def record_map(self) -> dict[str, Record]:
         return {r.record_id: r for r in self.records}
