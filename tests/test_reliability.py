@@ -344,3 +344,30 @@ def test_journal_tolerates_a_torn_line_and_is_rewritten_whole(tmp_path: Path) ->
     assert read_journal(path, "k1") == (got, 0)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_live_baseline_is_cached_and_resumed_per_config(tmp_path: Path,
+                                                          server: SimServer) -> None:
+    """Both configs of a job go through the journal and the cache, each under its own key."""
+    import yaml
+
+    from evalgate.baseline import resolve
+
+    root = write_project(tmp_path, model=model_at(server, "cand", hallucination_rate=0.3),
+                         cases=make_cases(8), gate=GATE)
+    (root / "models" / "base.yaml").write_text(yaml.safe_dump(model_at(server, "base")))
+
+    def run(cache: str) -> Any:
+        project = load_project(root)
+        return run_project(project, baseline=resolve("models/base.yaml", project.gate),
+                           cache=cache)
+
+    first = run("on")
+    assert server.stats.models == {"cand": 8, "base": 8}
+    server.stats.reset()
+    second = run("on")
+    assert server.stats.total == 0 and second.calls_from_cache == 16
+    assert [r.text for r in second.baseline_records] == [r.text for r in first.baseline_records]
+    assert [r.text for r in second.records] == [r.text for r in first.records]
+    assert any(r.text != b.text for r, b in zip(second.records, second.baseline_records,
+                                                strict=True))  # two configs, two entries
