@@ -2,7 +2,7 @@
 
 The journal (`.evalgate/journal/<run key>.jsonl`) gets every finished call as one JSON line the
 moment it completes: written to the OS at once (a SIGKILL loses nothing finished), fsync'd in
-batches (every JOURNAL_SYNC_EVERY lines or JOURNAL_SYNC_S seconds, and at the end). Its name is
+batches (every JOURNAL_SYNC_S seconds by a background thread, and at the end). Its name is
 the run's identity (gate, canaries, model fingerprints, samples, the selected calls), so
 `--evalgate-resume` only ever reuses calls of the same run. A torn last line (killed mid-write)
 is skipped; the file is then rewritten atomically before new lines are appended. A run that
@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import sqlite3
-import time
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +43,7 @@ JOURNAL_DIR = "journal"
 CACHE_DIR = "cache"
 CACHE_FILE = "responses.sqlite3"
 JOURNAL_VERSION = 1
-JOURNAL_SYNC_EVERY = 32
+CACHE_BATCH = 64
 JOURNAL_SYNC_S = 0.5
 
 
@@ -133,12 +133,12 @@ def read_journal(path: Path, key: str) -> tuple[list[Record], int]:
 
 
 class Journal:
-    """Append-only JSONL of finished calls: one os.write per line, fsync in batches."""
+    """Append-only JSONL of finished calls: one os.write per line (a killed process loses no
+    finished call), fsync'd by a background thread every JOURNAL_SYNC_S seconds when lines
+    were added, and at close - so an fsync never stalls the event loop making the calls."""
 
     def __init__(self, path: Path, key: str, keep: Sequence[Record] = ()) -> None:
         self.path = path
-        self.pending = 0
-        self.synced_at = time.monotonic()
         private_dir(path.parent)
         header = json.dumps({"evalgate_journal": JOURNAL_VERSION, "run_key": key,
                              "created": datetime.now(UTC).isoformat(timespec="seconds")})
@@ -147,25 +147,37 @@ class Journal:
         body = "".join(r.model_dump_json() + "\n" for r in keep)
         atomic_write_private(path, (header + "\n" + body).encode())
         self.fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self.dirty = False
+        self.syncs = 0
+        self._stop = threading.Event()
+        self._syncer = threading.Thread(target=self._sync_loop, name="evalgate-journal",
+                                        daemon=True)
+        self._syncer.start()
 
     def append(self, record: Record) -> None:
         if self.fd is None:
             return
         os.write(self.fd, (record.model_dump_json() + "\n").encode())
-        self.pending += 1
-        now = time.monotonic()
-        if self.pending >= JOURNAL_SYNC_EVERY or now - self.synced_at >= JOURNAL_SYNC_S:
-            self.sync(now)
+        self.dirty = True
 
-    def sync(self, now: float | None = None) -> None:
-        if self.fd is not None and self.pending:
-            os.fsync(self.fd)
-            self.pending = 0
-        self.synced_at = now if now is not None else time.monotonic()
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(JOURNAL_SYNC_S):
+            self.sync()
+
+    def sync(self) -> None:
+        fd = self.fd
+        if fd is not None and self.dirty:
+            self.dirty = False
+            with contextlib.suppress(OSError):  # durability against power loss only
+                os.fsync(fd)
+                self.syncs += 1
 
     def close(self, remove: bool = False) -> None:
         if self.fd is None:
             return
+        self._stop.set()
+        self._syncer.join()
+        self.dirty = True
         self.sync()
         os.close(self.fd)
         self.fd = None
@@ -193,16 +205,21 @@ def model_identity(model: LoadedModel) -> dict[str, Any]:
     return ident
 
 
-def cache_key(identity: dict[str, Any], call: PlannedCall) -> str:
+def cache_key(identity: dict[str, Any] | str, call: PlannedCall) -> str:
     """sha256 over the model identity, the full messages and the sample index. The http and
     callable providers see the whole canary (their templates may use any field), so for them
-    the canary is part of the key too."""
-    payload: dict[str, Any] = {"model": identity, "messages": call.messages,
-                               "sample": call.sample}
-    if identity["provider"] in ("http", "callable"):
-        payload["case"] = call.entry.case.model_dump(mode="json")
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    the canary is part of the key too. `identity` may be given as identity_text() already."""
+    ident = identity if isinstance(identity, str) else identity_text(identity)
+    parts = [ident, json.dumps(call.messages, sort_keys=True, separators=(",", ":")),
+             str(call.sample)]
+    if '"provider":"http"' in ident or '"provider":"callable"' in ident:
+        parts.append(json.dumps(call.entry.case.model_dump(mode="json"), sort_keys=True,
+                                separators=(",", ":"), default=str))
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def identity_text(identity: dict[str, Any]) -> str:
+    return json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
 
 
 class ResponseCache:
@@ -218,7 +235,10 @@ class ResponseCache:
         os.chmod(path, 0o600)
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None,
                                   check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=DELETE")
+        # WAL: a commit appends to the log without an fsync (synchronous=NORMAL), so a batch
+        # costs the event loop little; sqlite gives its side files the database file's mode.
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, "
                         "value TEXT NOT NULL, measured_at TEXT NOT NULL)")
         self.pending: list[tuple[str, str, str]] = []
@@ -248,7 +268,7 @@ class ResponseCache:
                  "usage_estimated": record.usage_estimated, "latency_ms": record.latency_ms}
         measured = datetime.now(UTC).isoformat(timespec="seconds")
         self.pending.append((key, json.dumps(value), measured))
-        if len(self.pending) >= JOURNAL_SYNC_EVERY:
+        if len(self.pending) >= CACHE_BATCH:
             self.flush()
 
     def flush(self) -> None:
@@ -316,6 +336,7 @@ class Persistence:
     from_journal: int = 0
     unreadable_lines: int = 0
     resumed_missing: bool = False  # --evalgate-resume given, but no journal of this run
+    replaced_journal: bool = False  # an interrupted run's journal, not resumed, started over
     journal_file: Path | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -331,18 +352,26 @@ class Persistence:
         if self.resume:
             old, self.unreadable_lines = read_journal(path, key)
             self.resumed_missing = not path.exists()
+        else:
+            self.replaced_journal = path.exists()
         reuse = {(r.config, r.record_id): r for r in old if r.ok}
         journal = Journal(path, key, list(reuse.values()))
         self.journal_file = path
         cache = (ResponseCache(self.root / STATE_DIR / CACHE_DIR, self.cache_mode)
                  if self.cache_mode != "off" else None)
-        identities: dict[int, dict[str, Any]] = {}
+        identities: dict[int, str] = {}
+        keys: dict[tuple[int, str], str] = {}  # computed while planning, looked up in sink
 
         def key_of(executor: Any, call: PlannedCall) -> str:
-            ident = identities.get(id(executor))
-            if ident is None:
-                ident = identities[id(executor)] = model_identity(executor.model)
-            return cache_key(ident, call)
+            slot = (id(executor), call.record_id)
+            found = keys.get(slot)
+            if found is None:
+                ident = identities.get(id(executor))
+                if ident is None:
+                    ident = identities[id(executor)] = identity_text(
+                        model_identity(executor.model))
+                found = keys[slot] = cache_key(ident, call)
+            return found
 
         done: dict[tuple[str, str], Record] = {}
 
@@ -369,6 +398,8 @@ class Persistence:
                     done[(label, call.record_id)] = record
                     journal.append(record)
                     continue
+                if cache is not None and cache.writes:
+                    key_of(executor, call)  # now, not on the event loop
                 steps.append((Recorder(executor, sink), call, label))
             if steps:
                 todo.append(steps)

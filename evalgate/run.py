@@ -233,7 +233,10 @@ def reliability_notes(persist: Persistence, records: list[Record],
     if persist.resumed_missing:
         notes.append("--evalgate-resume: no journal of this run (same config, canaries and "
                      "selection) was found, so every call was made")
-    elif persist.from_journal:
+    elif persist.replaced_journal:
+        notes.append("an interrupted run of this configuration left a journal; this run "
+                     "started over (--evalgate-resume would have reused its answers)")
+    if persist.from_journal:
         notes.append(f"resumed: {persist.from_journal} answer(s) reused from the journal of "
                      "the interrupted run, not asked for again"
                      + (f" ({persist.unreadable_lines} torn journal line(s) skipped)"

@@ -25,6 +25,7 @@ from evalgate.persist import (
     JOURNAL_DIR,
     STATE_DIR,
     Journal,
+    ResponseCache,
     default_cache_mode,
     read_journal,
 )
@@ -289,6 +290,22 @@ def test_cache_modes_and_what_makes_a_new_entry(tmp_path: Path, server: SimServe
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
     assert stat.S_IMODE((cache / CACHE_FILE).stat().st_mode) == 0o600
     assert {p.name for p in cache.iterdir()} == {CACHE_FILE}  # no stray sqlite side files
+    resumed = run_project(load_project(root), resume=True)
+    assert any("no journal of this run" in w for w in resumed.warnings)
+
+
+def test_cache_files_are_user_only_while_open(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "cache", "on")
+    cache.put("k1", Record(key="s/c", set="s", case_id="c", ok=True, text="an answer"))
+    cache.put("k2", Record(key="s/d", set="s", case_id="d", ok=False, error_class="timeout"))
+    cache.flush()
+    files = list((tmp_path / "cache").iterdir())
+    assert {p.name for p in files} >= {CACHE_FILE, f"{CACHE_FILE}-wal"}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o600}
+    assert stat.S_IMODE((tmp_path / "cache").stat().st_mode) == 0o700
+    assert cache.get("k1") is not None and cache.get("k1")["text"] == "an answer"  # type: ignore[index]
+    assert cache.get("k2") is None  # errors are never stored
+    cache.close()
 
 
 def test_errors_are_never_cached(tmp_path: Path, server: SimServer) -> None:
