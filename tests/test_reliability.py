@@ -388,3 +388,23 @@ def test_a_live_baseline_is_cached_and_resumed_per_config(tmp_path: Path,
     assert [r.text for r in second.records] == [r.text for r in first.records]
     assert any(r.text != b.text for r, b in zip(second.records, second.baseline_records,
                                                 strict=True))  # two configs, two entries
+
+
+def test_a_partial_result_never_passes_in_compare_or_merge(tmp_path: Path,
+                                                           server: SimServer) -> None:
+    from evalgate.compare import compare_results
+    from evalgate.merge import merge_results
+
+    off = dict.fromkeys(("hallucination_rate", "pass_rate", "cost_ratio", "latency_ratio",
+                         "p95_ratio"))
+    gate = {**GATE, "gate": {**GATE["gate"], "vs_baseline": off}}  # type: ignore[dict-item]
+    root = write_project(tmp_path, model=model_at(server, "parts"), cases=make_cases(10),
+                         gate=gate)
+    whole = run_project(load_project(root))
+    assert whole.verdict == "PASS" and not whole.partial
+    partial = whole.model_copy(update={"partial": True, "shard": "1/1"})
+    assert compare_results(whole, whole).verdict == "PASS"
+    compared = compare_results(whole, partial)
+    assert compared.verdict == "INCONCLUSIVE" and compared.partial
+    merged = merge_results([partial])
+    assert merged.verdict == "INCONCLUSIVE" and merged.partial
