@@ -25,7 +25,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -148,7 +148,6 @@ class Journal:
         atomic_write_private(path, (header + "\n" + body).encode())
         self.fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND)
         self.dirty = False
-        self.syncs = 0
         self._stop = threading.Event()
         self._syncer = threading.Thread(target=self._sync_loop, name="evalgate-journal",
                                         daemon=True)
@@ -170,7 +169,6 @@ class Journal:
             self.dirty = False
             with contextlib.suppress(OSError):  # durability against power loss only
                 os.fsync(fd)
-                self.syncs += 1
 
     def close(self, remove: bool = False) -> None:
         if self.fd is None:
@@ -337,8 +335,8 @@ class Persistence:
     unreadable_lines: int = 0
     resumed_missing: bool = False  # --evalgate-resume given, but no journal of this run
     replaced_journal: bool = False  # an interrupted run's journal, not resumed, started over
-    journal_file: Path | None = None
-    notes: list[str] = field(default_factory=list)
+    cache_error: str | None = None  # the cache could not be opened: the run went without
+    journal_error: str | None = None  # the journal could not be written: no resume possible
 
     def run(self, jobs: Sequence[Sequence[tuple[Any, PlannedCall, str]]], key: str,
             runner: Callable[[list[list[Any]]], Any]) -> list[list[Record]]:
@@ -355,10 +353,17 @@ class Persistence:
         else:
             self.replaced_journal = path.exists()
         reuse = {(r.config, r.record_id): r for r in old if r.ok}
-        journal = Journal(path, key, list(reuse.values()))
-        self.journal_file = path
-        cache = (ResponseCache(self.root / STATE_DIR / CACHE_DIR, self.cache_mode)
-                 if self.cache_mode != "off" else None)
+        journal: Journal | None = None
+        try:
+            journal = Journal(path, key, list(reuse.values()))
+        except OSError as exc:  # e.g. a read-only checkout: the run goes on, unjournaled
+            self.journal_error = f"{type(exc).__name__}: {exc}"
+        cache = None
+        if self.cache_mode != "off":
+            try:
+                cache = ResponseCache(self.root / STATE_DIR / CACHE_DIR, self.cache_mode)
+            except (OSError, sqlite3.Error) as exc:  # an unusable cache costs calls, not the run
+                self.cache_error = f"{type(exc).__name__}: {exc}"
         identities: dict[int, str] = {}
         keys: dict[tuple[int, str], str] = {}  # computed while planning, looked up in sink
 
@@ -377,43 +382,47 @@ class Persistence:
 
         def sink(executor: Any, call: PlannedCall, record: Record) -> None:
             done[(record.config, record.record_id)] = record
-            journal.append(record)
+            if journal is not None:
+                journal.append(record)
             if cache is not None and cache.writes and record.ok:
                 cache.put(key_of(executor, call), record)
 
-        todo: list[list[Any]] = []
-        for job in jobs:
-            steps = []
-            for executor, call, label in job:
-                found = reuse.get((label, call.record_id))
-                if found is not None:
-                    done[(label, call.record_id)] = found
-                    self.from_journal += 1
-                    if cache is not None:  # the killed run may not have flushed it there
-                        cache.put(key_of(executor, call), found)
-                    continue
-                value = cache.get(key_of(executor, call)) if cache is not None else None
-                if value is not None:
-                    record = cached_record(executor.model, call, label, value)
-                    done[(label, call.record_id)] = record
-                    journal.append(record)
-                    continue
-                if cache is not None and cache.writes:
-                    key_of(executor, call)  # now, not on the event loop
-                steps.append((Recorder(executor, sink), call, label))
-            if steps:
-                todo.append(steps)
+        finished = False
         try:
+            todo: list[list[Any]] = []
+            for job in jobs:
+                steps = []
+                for executor, call, label in job:
+                    found = reuse.get((label, call.record_id))
+                    if found is not None:
+                        done[(label, call.record_id)] = found
+                        self.from_journal += 1
+                        if cache is not None:  # the killed run may not have stored it there
+                            cache.put(key_of(executor, call), found)
+                        continue
+                    # The key is computed here, before the run, also for a cache that only
+                    # writes: the sink on the event loop then only looks it up.
+                    key = key_of(executor, call) if cache is not None else ""
+                    value = cache.get(key) if cache is not None else None
+                    if value is not None:
+                        record = cached_record(executor.model, call, label, value)
+                        done[(label, call.record_id)] = record
+                        if journal is not None:
+                            journal.append(record)
+                        continue
+                    steps.append((Recorder(executor, sink), call, label))
+                if steps:
+                    todo.append(steps)
             if todo:
                 runner(todo)
+            finished = True
         except KeyboardInterrupt:
             self.partial = True
         finally:
-            journal.close(remove=False)
+            if journal is not None:  # a finished run needs no journal; any other keeps it
+                journal.close(remove=finished)
             if cache is not None:
                 cache.close()
-        if not self.partial:
-            path.unlink(missing_ok=True)
         self.from_cache = sum(1 for r in done.values() if r.cached)
         return [[done[(label, call.record_id)] for _, call, label in job
                  if (label, call.record_id) in done] for job in jobs]

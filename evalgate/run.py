@@ -241,6 +241,12 @@ def reliability_notes(persist: Persistence, records: list[Record],
                      "the interrupted run, not asked for again"
                      + (f" ({persist.unreadable_lines} torn journal line(s) skipped)"
                         if persist.unreadable_lines else ""))
+    if persist.journal_error:
+        notes.append("the run journal (.evalgate/journal) could not be written, so an "
+                     f"interrupted run could not be resumed: {persist.journal_error}")
+    if persist.cache_error:
+        notes.append(f"the response cache (.evalgate/cache) could not be used, so every call "
+                     f"was made: {persist.cache_error}")
     cached = [r for r in records if r.cached]
     if cached:
         when = sorted(r.cached_at or "?" for r in cached)
