@@ -228,7 +228,10 @@ def child_engine(spec: dict[str, Any]) -> dict[str, Any]:
     c0, t0 = time.process_time(), time.perf_counter()
     project = load_project(root)
     t1 = time.perf_counter()
-    result = run_mod.run_project(project)
+    # The response cache is off unless --engine-cache says otherwise ("write": every call is
+    # made and stored, the cache's cost on the hot path; "on": later rounds read it).
+    cache = spec.get("cache", "off")
+    result = run_mod.run_project(project, **({"cache": cache} if cache != "off" else {}))
     t2 = time.perf_counter()
     cpu = time.process_time() - c0
     dump = result.model_dump_json(indent=1)  # what the pytest side writes; outside the clock
@@ -612,6 +615,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile-engine", metavar="FILE", default=None,
                    help="after the rounds, run the engine once more under cProfile into FILE")
     p.add_argument("--keep", action="store_true", help="keep the generated project")
+    p.add_argument("--engine-cache", choices=("off", "read", "write", "on"), default="off",
+                   help="the engine's response cache (write: store every answer, the hot-path "
+                        "cost; on: rounds after the first read it)")
     p.add_argument("--child", choices=("raw", "engine"), help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
     p.add_argument("--profile-out", help=argparse.SUPPRESS)
@@ -657,14 +663,16 @@ def main(argv: list[str] | None = None) -> int:
                         "concurrency": concurrency, "per_client": per_client,
                         "layout": layout}))
             specs["engine"] = work / "engine.json"
-            specs["engine"].write_text(json.dumps({"project": str(project)}))
+            specs["engine"].write_text(json.dumps({"project": str(project),
+                                                   "cache": args.engine_cache}))
             engines = ["engine"]
             lazy = [m for m in LAZY_MODULES if importlib.util.find_spec(m) is not None]
             if lazy:  # the same run with evalgate's lazily imported modules loaded up front
                 engines.append(WARM_ENGINE)
                 specs[WARM_ENGINE] = work / "engine-warm.json"
                 specs[WARM_ENGINE].write_text(json.dumps({"project": str(project),
-                                                          "preload": lazy}))
+                                                          "preload": lazy,
+                                                          "cache": args.engine_cache}))
 
             def step(name: str) -> Outcome:
                 if name in engines:

@@ -83,6 +83,10 @@ def compare_results(baseline: RunResult, candidate: RunResult, *, alpha: float |
     base_records, comparison, warnings = align(baseline, candidate)
     decision = decide_gate(settings, candidate.records, base_records, candidate.samples)
     warnings += power_warnings(decision["verdicts"])
+    if candidate.partial and decision["verdict"] == "PASS":
+        decision["verdict"] = "INCONCLUSIVE"  # an interrupted run never passes
+        warnings.insert(0, "PARTIAL run: the candidate run was interrupted; the verdict "
+                        "cannot be PASS")
     info = BaselineInfo(source=source or f"run {baseline.run_id}", kind="result",
                         name=baseline.candidate.name, provider=baseline.candidate.provider,
                         model=baseline.candidate.model,

@@ -82,6 +82,8 @@ def merge_results(results: Sequence[RunResult]) -> RunResult:
                           key=lambda r: (r.key, r.sample))
     decision = decide_gate(settings, records, base_records if has_baseline else None,
                            first.samples)
+    if any(r.partial for r in results) and decision["verdict"] == "PASS":
+        decision["verdict"] = "INCONCLUSIVE"  # a shard was interrupted: never a PASS
     comparison = _comparison(results)
     names = tuple(f"{v.guardrail}: " for v in decision["verdicts"])
     warnings: list[str] = []
@@ -102,6 +104,8 @@ def merge_results(results: Sequence[RunResult]) -> RunResult:
         "concurrency": max(r.concurrency for r in results),
         "calls_made": sum(r.calls_made for r in results),
         "calls_from_cache": sum(r.calls_from_cache for r in results),
+        "calls_from_journal": sum(r.calls_from_journal for r in results),
+        "partial": any(r.partial for r in results),
         "total_cost_usd": math.fsum(r.total_cost_usd for r in results),  # any order
         "records": records,
         **decision,

@@ -46,6 +46,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "results with 'evalgate merge'")
 
 
+    group.addoption("--evalgate-resume", action="store_true", default=False,
+                    help="finish an interrupted run (killed or Ctrl-C): reuse the answers in "
+                         "its journal (.evalgate/journal/) and make only the missing calls")
+    group.addoption("--evalgate-cache", metavar="MODE", default=None,
+                    choices=("off", "read", "write", "on"),
+                    help="response cache (.evalgate/cache/): off, read, write or on (read and "
+                         "write). Default: on for local runs, off in CI (env CI=true)")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("evalgate"):

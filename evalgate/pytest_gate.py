@@ -178,12 +178,18 @@ class GateSession:
 
     def execute(self, selected: Iterable[str]) -> None:
         """Make the calls for the selected canaries, grade, decide, write the result."""
+        from evalgate.persist import default_cache_mode
         from evalgate.run import run_project
 
         try:
+            cache = self.config.getoption("evalgate_cache") or default_cache_mode()
+        except ValueError as exc:
+            raise pytest.UsageError(f"evalgate: {exc}") from None
+        try:
             result = run_project(self.project, set(selected),
                                  self.config.getoption("evalgate_concurrency"), self.run_id,
-                                 self.baseline)
+                                 self.baseline, cache=cache,
+                                 resume=self.config.getoption("evalgate_resume"))
         except ConfigError as exc:  # e.g. a prompt template that fails on a case
             raise usage_error(exc) from None
         shard = self.config.getoption("evalgate_shard")
@@ -194,9 +200,11 @@ class GateSession:
 
         self.reports = write_all(result, self.result_path.parent,
                                  step_summary=bool(os.environ.get("GITHUB_STEP_SUMMARY")))
-        if self.config.getoption("evalgate_autosave"):
+        if self.config.getoption("evalgate_autosave") and not result.partial:
             self.saved_to = save_to_store(result, self.project.gate)
         self._set_result(result)
+        if result.partial:  # Ctrl-C: reports are written and say partial; pytest stops (exit 2)
+            raise KeyboardInterrupt
 
     def _set_result(self, result: RunResult) -> None:
         self._result = result
@@ -227,7 +235,8 @@ class GateSession:
             return
         tr = terminalreporter
         result = self._result
-        tr.write_sep("=", f"evalgate gate: {result.verdict}")
+        tr.write_sep("=", f"evalgate gate: {result.verdict}"
+                     + (" (PARTIAL run: interrupted)" if result.partial else ""))
         for line in summary_lines(result):
             tr.write_line(line)
         tr.write_line(f"result: {self.result_path}")

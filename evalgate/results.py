@@ -63,6 +63,10 @@ class Record(BaseModel):
     score: float | None = None
     route: str | None = None  # a router candidate: the route that took the call
     model: str | None = None  # ... and the model config that answered it
+    # Answered from the response cache: no call made in this run; latency_ms and the token
+    # counts are the ones measured when the answer was made, at cached_at (UTC, ISO 8601).
+    cached: bool = False
+    cached_at: str | None = None
 
     @property
     def record_id(self) -> str:
@@ -249,6 +253,9 @@ class RunResult(BaseModel):
     baseline_blended_cost: BlendedCost | None = None
     load: LoadReport | None = None
     determinism: DeterminismReport | None = None
+    calls_from_journal: int = 0  # --evalgate-resume: answers reused from the interrupted run
+    # Interrupted (Ctrl-C) before every call was made: the verdict is never PASS.
+    partial: bool = False
 
     def record_map(self) -> dict[str, Record]:
         return {r.record_id: r for r in self.records}

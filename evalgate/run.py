@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from evalgate import __version__
 from evalgate.baseline import Baseline
@@ -22,6 +23,7 @@ from evalgate.config import LoadedModel
 from evalgate.executor import Executor, Step, run_jobs
 from evalgate.graders.grade import grade
 from evalgate.guardrails import decide_gate, power_warnings
+from evalgate.persist import Persistence, run_key, run_steps
 from evalgate.project import CaseEntry, PlannedCall, Project, plan_calls
 from evalgate.providers import make_provider
 from evalgate.results import (
@@ -80,9 +82,11 @@ def case_fingerprint(entry: CaseEntry) -> str:
 
 
 def make_calls(project: Project, selected: Collection[str] | None, concurrency: int,
-               baseline_model: LoadedModel | None) -> tuple[list[Record], list[Record]]:
+               baseline_model: LoadedModel | None, persist: Persistence | None = None
+               ) -> tuple[list[Record], list[Record]]:
     """Make the candidate's calls and, for a live baseline, the baseline's: each canary's two
-    requests go back to back in a random (seeded) order on one lane."""
+    requests go back to back in a random (seeded) order on one lane. With `persist`, finished
+    calls are journaled and cached, and journaled/cached answers are not asked for again."""
     cfg = project.gate.config
     cand_calls = select_calls(plan_calls(project.candidate, project.entries, cfg.samples),
                               selected)
@@ -101,7 +105,16 @@ def make_calls(project: Project, selected: Collection[str] | None, concurrency: 
             order = random.Random(cfg.gate.seed)
             for job, call in zip(jobs, base_calls, strict=True):
                 job.insert(order.randrange(2), (base, call, BASELINE))
-        done = asyncio.run(run_jobs(jobs, concurrency))
+        if persist is None:
+            done = asyncio.run(run_jobs(jobs, concurrency))
+        else:
+            identity = {"gate": project.gate.fingerprint(),
+                        "canaries": project.canary_fingerprint(),
+                        "candidate": project.candidate.fingerprint(),
+                        "baseline": baseline_model.fingerprint() if baseline_model else None,
+                        "samples": cfg.samples}
+            key = run_key(identity, [c.record_id for c in cand_calls])
+            done = persist.run(jobs, key, run_steps(run_jobs, concurrency))
     records = [r for job in done for r in job]
     return ([r for r in records if r.config == CANDIDATE],
             [r for r in records if r.config == BASELINE])
@@ -145,14 +158,19 @@ def baseline_info(baseline: Baseline) -> BaselineInfo:
 
 def run_project(project: Project, selected: Collection[str] | None = None,
                 concurrency: int | None = None, run_id: str | None = None,
-                baseline: Baseline | None = None) -> RunResult:
-    """Make each selected (canary, sample) call once and decide the gate on the results."""
+                baseline: Baseline | None = None, cache: str = "off",
+                resume: bool = False) -> RunResult:
+    """Make each selected (canary, sample) call once and decide the gate on the results.
+
+    `cache` (off|read|write|on) and `resume` (reuse the journal of an interrupted run of the
+    same configuration) are the reliability switches; see evalgate.persist."""
     cfg = project.gate.config
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     workers = concurrency or cfg.concurrency
     live = baseline.model if baseline is not None else None
-    cand_records, base_records = make_calls(project, selected, workers, live)
+    persist = Persistence(project.gate.root, cache, resume)  # type: ignore[arg-type]
+    cand_records, base_records = make_calls(project, selected, workers, live, persist)
     entries = project.entries_by_key()
     for record in [*cand_records, *base_records]:
         grade(record, entries[record.key].criteria)
@@ -169,6 +187,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     warnings += power_warnings(decision["verdicts"])
     model = project.candidate
     all_records = [*cand_records, *(base_records if live is not None else [])]
+    warnings = reliability_notes(persist, all_records, decision) + warnings
     result = RunResult(
         evalgate_version=__version__,
         run_id=run_id or uuid.uuid4().hex[:12],
@@ -192,13 +211,62 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         comparison=comparison,
         warnings=warnings,
         environment=environment(project.gate.root),
-        total_cost_usd=sum(r.cost_usd or 0.0 for r in all_records),
+        total_cost_usd=sum(r.cost_usd or 0.0 for r in all_records if not r.cached),
+        calls_from_cache=persist.from_cache,
+        calls_from_journal=persist.from_journal,
+        partial=persist.partial,
     )
     # Routes, blended cost, load profile, determinism: only when configured.
     from evalgate.production import apply
 
     return apply(project, result, cand_records, base_records if baseline is not None else None,
                  live, workers, selected)
+
+
+LATENCY_METRICS = ("latency_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+
+
+def reliability_notes(persist: Persistence, records: list[Record],
+                      decision: dict[str, Any]) -> list[str]:
+    """Say what the numbers rest on: a partial run never passes; latency that came from the
+    cache (measured when the answer was first made) is named on every latency verdict."""
+    notes = []
+    if persist.partial:
+        if decision["verdict"] == "PASS":
+            decision["verdict"] = "INCONCLUSIVE"
+        notes.append(f"PARTIAL run: interrupted after {len(records)} of {persist.planned} "
+                     "calls; the verdict cannot be PASS. Finish it with --evalgate-resume")
+    if persist.resumed_missing:
+        notes.append("--evalgate-resume: no journal of this run (same config, canaries and "
+                     "selection) was found, so every call was made")
+    elif persist.replaced_journal:
+        notes.append("an interrupted run of this configuration left a journal; this run "
+                     "started over (--evalgate-resume would have reused its answers)")
+    if persist.from_journal:
+        notes.append(f"resumed: {persist.from_journal} answer(s) reused from the journal of "
+                     "the interrupted run, not asked for again"
+                     + (f" ({persist.unreadable_lines} torn journal line(s) skipped)"
+                        if persist.unreadable_lines else ""))
+    if persist.journal_error:
+        notes.append("the run journal (.evalgate/journal) could not be written, so an "
+                     f"interrupted run could not be resumed: {persist.journal_error}")
+    if persist.cache_error:
+        notes.append(f"the response cache (.evalgate/cache) could not be used, so every call "
+                     f"was made: {persist.cache_error}")
+    cached = [r for r in records if r.cached]
+    if cached:
+        when = sorted(r.cached_at or "?" for r in cached)
+        span = when[0] if when[0] == when[-1] else f"{when[0]} to {when[-1]}"
+        note = (f"latency from cache for {len(cached)} of {len(records)} answers (measured at "
+                f"{span})")
+        notes.append(f"{len(cached)} of {len(records)} answers came from the response cache "
+                     f"(.evalgate/cache), no call made: their latency is the one measured when "
+                     f"each was first made ({span}), not in this run; "
+                     "--evalgate-cache=off measures it again")
+        for verdict in decision["verdicts"]:
+            if verdict.metric in LATENCY_METRICS:
+                verdict.note = f"{verdict.note}; {note}" if verdict.note else note
+    return notes
 
 
 def environment(root: Path) -> RunEnvironment:

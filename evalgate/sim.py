@@ -111,11 +111,16 @@ class SimStats:
         self._routes: dict[str, int] = {}
         self._models: dict[str, int] = {}
         self._outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        self._cases: dict[str, int] = {}
 
-    def record(self, route: str, model: str | None, outcome: str) -> None:
-        """Count one request; called once per request when its outcome is decided."""
+    def record(self, route: str, model: str | None, outcome: str,
+               case: str | None = None) -> None:
+        """Count one request; called once per request when its outcome is decided. `case`
+        ("<canary key>#<sample>") counts answered requests per canary (resume/cache tests)."""
         with self._lock:
             self._total += 1
+            if case is not None:
+                self._cases[case] = self._cases.get(case, 0) + 1
             self._routes[route] = self._routes.get(route, 0) + 1
             if model is not None:
                 self._models[model] = self._models.get(model, 0) + 1
@@ -134,6 +139,7 @@ class SimStats:
             self._routes = {}
             self._models = {}
             self._outcomes = dict.fromkeys(OUTCOMES, 0)
+            self._cases = {}
 
     @property
     def total(self) -> int:
@@ -174,6 +180,7 @@ class SimStats:
                 "routes": dict(self._routes),
                 "models": dict(self._models),
                 "outcomes": dict(self._outcomes),
+                "cases": dict(self._cases),
             }
 
 
@@ -972,7 +979,8 @@ class SimServer:
             completion_tokens = _tokens(answer, cpt)
 
         outcome = "timeout" if stalled else "malformed" if malformed else "ok"
-        self.stats.record(route.name, call.model, outcome)
+        self.stats.record(route.name, call.model, outcome,
+                          f"{case.key if case is not None else '?'}#{sample}")
 
         delay_ms = profile.latency_ms
         if profile.latency_sigma > 0:

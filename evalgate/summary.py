@@ -84,13 +84,25 @@ def gate_cells(v: GuardrailVerdict) -> tuple[str, str, str, str, str]:
     return fmt(v.metric, v.value), baseline, effect, margin, p
 
 
+def reuse_text(result: RunResult) -> str:
+    """', N answers from cache (latency measured when cached), M from the journal'."""
+    parts = []
+    if result.calls_from_cache:
+        parts.append(f"{result.calls_from_cache} answers from cache (their latency from cache)")
+    if result.calls_from_journal:
+        parts.append(f"{result.calls_from_journal} resumed from the journal")
+    return "".join(f"; {p}" for p in parts)
+
+
 def summary_lines(result: RunResult) -> list[str]:
     """The terminal's gate section: run facts, the gate table, the sentences and warnings."""
     c = result.counts
     lines = [f"candidate {result.candidate.name} ({result.candidate.provider}, "
              f"{result.candidate.model}); {c['canaries']} canaries, {c['calls']} calls, "
              f"{c['errors']} errors, {result.calls_made} HTTP attempts, "
-             f"{result.wall_time_s:.2f}s"]
+             f"{result.wall_time_s:.2f}s" + reuse_text(result)]
+    if result.partial:
+        lines.insert(0, "PARTIAL run: interrupted before every call was made")
     if result.baseline is not None:
         b = result.baseline
         lines.append(f"baseline {b.name} ({b.source}); compared on "

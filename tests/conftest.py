@@ -69,6 +69,13 @@ def _no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_response_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs inside tests make their calls unless a test turns the response cache on (tests
+    re-run one project and count the simulator's calls)."""
+    monkeypatch.setenv("EVALGATE_CACHE", "off")
+
+
 @pytest.fixture
 def sim_server() -> Iterator[SimServer]:
     """A simulator on 127.0.0.1 (ephemeral port) that knows make_cases(); add profiles per test."""

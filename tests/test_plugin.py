@@ -211,11 +211,14 @@ def test_api_key_never_reaches_output_or_files(pytester: pytest.Pytester, sim_se
     model = external_model(sim_server, error_500_rate=0.5)
     model["api_key_env"] = "EVALGATE_TEST_API_KEY"
     write_project(pytester.path, model=model, cases=make_cases(6), gate=GOOD_GATE)
-    result = pytester.runpytest_subprocess("--evalgate", "-vv")
+    # The response cache is on so its file is written and searched too; the journal (removed
+    # when a run finishes) is searched after a real SIGKILL in test_reliability.py.
+    result = pytester.runpytest_subprocess("--evalgate", "-vv", "--evalgate-cache=on")
     assert sim_server.stats.total >= 6
     assert secret not in result.stdout.str() + result.stderr.str()
     written = [p for p in pytester.path.rglob("*") if p.is_file()]
     assert any(p.name == "evalgate.json" for p in written)
+    assert any(p.name == "responses.sqlite3" and p.stat().st_size > 0 for p in written)
     for path in written:
         assert secret.encode() not in path.read_bytes(), path
 

@@ -447,7 +447,12 @@ def run_facts(result: RunResult) -> list[tuple[str, str]]:
                   + (f" + {len(result.baseline_records)} baseline"
                      if result.baseline_records else "")),
         ("HTTP attempts made", f"{result.calls_made}"),
-        ("calls from cache", f"{result.calls_from_cache}"),
+        ("calls from cache", f"{result.calls_from_cache}"
+                             + (" (their latency: measured when cached)"
+                                if result.calls_from_cache else "")),
+        ("calls resumed from the journal", f"{result.calls_from_journal}"),
+        ("partial run", "yes: interrupted before every call was made" if result.partial
+         else "no"),
         ("errors (after retries)", f"{c.get('errors', 0)}"),
         ("retried calls", f"{c.get('retried_calls', 0)}"),
         ("usage estimated (no token counts)", f"{c.get('usage_estimated', 0)}"),

@@ -96,6 +96,10 @@ def _run_properties(result: RunResult) -> list[tuple[str, object]]:
               for name, value in result.baseline_metrics.items()]
     props += [(f"count.{name}", value) for name, value in result.counts.items()]
     props.append(("total_cost_usd", result.total_cost_usd))
+    props += [("calls_from_cache", result.calls_from_cache),
+              ("calls_from_journal", result.calls_from_journal),
+              ("latency_from_cache", result.calls_from_cache > 0),
+              ("partial", result.partial)]
     return props
 
 

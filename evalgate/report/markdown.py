@@ -182,7 +182,8 @@ def _header(result: RunResult) -> list[str]:
     c = result.candidate
     blocking = blocks(result.verdict, result.on_inconclusive)
     lines = [f"## evalgate gate: **{result.verdict}**"
-             + ("" if blocking or result.verdict != "INCONCLUSIVE" else " (not blocking)"), ""]
+             + ("" if blocking or result.verdict != "INCONCLUSIVE" else " (not blocking)")
+             + (" (PARTIAL run: interrupted)" if result.partial else ""), ""]
     who = f"Candidate {code(c.name, table=False)} ({code(c.provider, table=False)}, " \
           f"{code(c.model, table=False)})"
     if result.baseline is not None:
@@ -195,6 +196,8 @@ def _header(result: RunResult) -> list[str]:
     facts = [f"{n.get('canaries', 0)} canaries x {result.samples} sample(s)",
              f"{n.get('calls', 0)} calls", f"{n.get('errors', 0)} errors",
              f"spend {fmt('total_usd', result.total_cost_usd)}",
+             *([f"{result.calls_from_cache} answers from cache (latency measured when cached)"]
+               if result.calls_from_cache else []),
              f"run {code(result.run_id, table=False)}"]
     if result.environment.git_commit:
         facts.append(f"commit {code(result.environment.git_commit[:12], table=False)}")
