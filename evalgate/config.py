@@ -131,6 +131,7 @@ class GateConfig(Strict):
     canary_failures: Literal["fail", "report"] = "fail"
     gate: GateSettings = Field(default_factory=GateSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
+    judge: str | None = None  # model config of the judge (rubric checks `judge`, `grounded`)
 
     @field_validator("canaries", "rubrics", mode="before")
     @classmethod

@@ -46,6 +46,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "results with 'evalgate merge'")
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from evalgate import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+@pytest.fixture
+def evalgate_case(request: pytest.FixtureRequest) -> object:
+    """One canary of this run and the candidate's answers to it, for a user's test_*.py to
+    assert anything on. Parametrized over the run's canaries (narrow it with the marker
+    `@pytest.mark.evalgate_cases(keys=[...], tags=[...], sets=[...])`); the calls are made
+    once by the gate (also under xdist), the fixture only reads the run's result."""
+    session = request.config.pluginmanager.get_plugin("evalgate-session")
+    if session is None:
+        pytest.skip("evalgate_case needs `pytest --evalgate`")
+    key = getattr(request, "param", None)
+    if key is None:
+        pytest.skip("no evalgate canary matches this test's evalgate_cases marker")
+    return session.case_view(key)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("evalgate"):

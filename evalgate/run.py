@@ -41,7 +41,14 @@ def sim_cases(entries: list[CaseEntry]) -> list[object]:
 
     return [SimCase(key=e.key, prompt=e.case.user_text, facts=tuple(e.case.expected.facts),
                     forbidden=tuple(e.case.expected.forbidden),
-                    reference=e.case.expected.reference) for e in entries]
+                    reference=_sim_answer(e.case)) for e in entries]
+
+
+def _sim_answer(case: object) -> str | None:
+    """The simulator answers a canary's reference, or its `metadata.sim_answer` (a demo of an
+    answer a model should not give, e.g. a judge-injection attempt)."""
+    forced = case.metadata.get("sim_answer")  # type: ignore[attr-defined]
+    return forced if isinstance(forced, str) else case.expected.reference  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
@@ -163,6 +170,10 @@ def run_project(project: Project, selected: Collection[str] | None = None,
             project, baseline, keys, fingerprints)
     elif baseline is not None:
         comparison = ComparisonInfo(compared=len({r.key for r in cand_records}))
+    # Grading phase: judge calls (after every model call), then the final grades.
+    from evalgate.graders.grade import grading_phase
+
+    grading = grading_phase(project, [*cand_records, *base_records], workers)
     decision = decide_gate(cfg.gate, cand_records,
                            base_records if baseline is not None else None, cfg.samples)
     warnings += power_warnings(decision["verdicts"])
@@ -192,6 +203,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         warnings=warnings,
         environment=environment(project.gate.root),
         total_cost_usd=sum(r.cost_usd or 0.0 for r in all_records),
+        **grading.fields(),
     )
 
 

@@ -34,6 +34,8 @@ from typing import Any
 import h11
 from pydantic import BaseModel, ConfigDict, Field
 
+from evalgate.simjudge import SimJudge, judge_reply
+
 __all__ = ["SimCase", "SimProfile", "SimServer", "SimStats"]
 
 _Headers = list[tuple[bytes, bytes]]
@@ -79,6 +81,7 @@ class SimProfile(BaseModel):
     chars_per_token: float = Field(4.0, gt=0)
     report_usage: bool = True
     seed: int = 0
+    judge: SimJudge | None = None  # act as a judge model (evalgate/simjudge.py)
 
 
 @dataclass(frozen=True)
@@ -957,6 +960,8 @@ class SimServer:
             answer = _hallucinated_answer(case, answer_rng)
         else:
             answer = _correct_answer(case)
+        if profile.judge is not None:
+            answer = judge_reply(profile.judge, call.prompt_text, profile.seed, sample)
         completion_tokens = _tokens(answer, cpt)
         truncated = call.max_tokens is not None and completion_tokens > call.max_tokens
         if truncated:
