@@ -16,10 +16,8 @@ from evalgate.canaries import Case
 from evalgate.errors import ConfigError, Problem
 from evalgate.graders import jsonschema_lite
 from evalgate.graders.checks import CHECKS, COMBINATORS, JUDGED, load_entry_point_checks
-from evalgate.graders.text import NORMALISATIONS
 from evalgate.templating import check_template, is_template, render_value
 from evalgate.yamlio import load_yaml, problems_from_validation
-
 
 JUDGE_TEMPLATES = ("faithfulness", "correctness", "instruction_following")
 
@@ -225,12 +223,12 @@ def _resolve(criterion: Criterion, top: str, rubric: Rubric, case: Case,
                               "max": criterion.max}
     if criterion.normalize is not None:
         params["normalize"] = criterion.normalize
-    for field in TEMPLATED:
-        raw = getattr(criterion, field)
+    for name in TEMPLATED:
+        raw = getattr(criterion, name)
         if raw is None:
             continue
-        value = _render(raw, context, rubric, top, field, case_label)
-        params[field] = _coerce(field, value, rubric, criterion, case_label)
+        value = _render(raw, context, rubric, top, name, case_label)
+        params[name] = _coerce(name, value, rubric, criterion, case_label)
     check = criterion.check
     if check == "facts" and "values" not in params:
         params["values"] = list(case.expected.facts)

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 from evalgate.graders.text import claims, tokens
 
-STOPWORDS = frozenset("""
+_STOPWORD_TEXT = """
 a an the and or but if then so of to in on at by for with from as into onto about over under
 is are was were be been being am do does did have has had can could will would shall should
 may might must it its this that these those there here i you he she we they me him her us
 them my your his our their not no yes any all each every some such than too very just also
 only own same what which who whom whose when where why how up out off again further once
-""".split())
+"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 @dataclass(frozen=True)

@@ -38,11 +38,11 @@ def normalise_text(text: str, options: Iterable[str]) -> str:
 
 # ----------------------------------------------------------------------------- numbers
 
-_UNITS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen".split())}
-_TENS = {w: 10 * i for i, w in enumerate(
-    "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if w != "_"}
+_UNIT_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+               "fourteen fifteen sixteen seventeen eighteen nineteen")
+_TEN_WORDS = "twenty thirty forty fifty sixty seventy eighty ninety"
+_UNITS = {w: i for i, w in enumerate(_UNIT_WORDS.split())}
+_TENS = {w: 10 * i for i, w in enumerate(_TEN_WORDS.split(), start=2)}
 _SCALES = {"thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
 NUMBER_WORDS = frozenset([*_UNITS, *_TENS, "hundred", *_SCALES])
 
