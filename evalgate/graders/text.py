@@ -114,7 +114,11 @@ def tokens(text: str) -> list[Token]:
         out.extend(Token("and", None, "and") for _ in range(trailing))
         run.clear()
 
+    last_end = 0
     for m in _TOKEN.finditer(text):
+        if run and text[last_end:m.start()].strip(" \t\n-"):  # "900, 3" are two numbers
+            flush()
+        last_end = m.end()
         if m.group("word") is not None:
             word = m.group("word")
             if word in NUMBER_WORDS or word == "and":
