@@ -16,7 +16,8 @@ in the context and at least half its content words are; with instructions, iff e
 * `malformed_rate`: the reply is not a strict verdict (bare "PASS", a fenced JSON block, lower
   case, a missing reason, two objects, a truncated object);
 * `flip_rate`: the verdict is flipped (judge noise; shows in judge agreement).
-Draws are seeded by (seed, sample, graded text), never by the fence's random nonce.
+Draws are seeded by (seed, sample, the prompt with the fence marker blanked): never by the
+fence's random nonce, so runs repeat.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def split_prompt(prompt: str) -> tuple[str, str | None]:
     if m is None:
         return prompt, None
     fence = re.escape(m.group(1))
-    block = re.search(rf"<<<{fence}\n(.*)\n{fence}>>>", prompt, re.S)
+    block = re.search(rf"<<<{fence}\n(.*?)\n{fence}>>>", prompt, re.S)  # first close ends it
     if block is None:
         return prompt, None
     return prompt[:block.start()] + prompt[block.end():], block.group(1)
@@ -107,8 +108,9 @@ def verdict_for(trusted: str, answer: str) -> tuple[str, str]:
 def judge_reply(cfg: SimJudge, prompt: str, seed: int, sample: str) -> str:
     """The simulated judge's reply text to one judge prompt."""
     trusted, answer = split_prompt(prompt)
-    graded = answer if answer is not None else prompt
-    digest = hashlib.sha256(f"{seed}\x1f{sample}\x1f{graded}".encode()).digest()[:16]
+    fence = _FENCE.search(prompt)
+    stable = prompt.replace(fence.group(1), "FENCE") if fence else prompt  # nonce-free
+    digest = hashlib.sha256(f"{seed}\x1f{sample}\x1f{stable}".encode()).digest()[:16]
     rng = random.Random(int.from_bytes(digest, "big"))
     if rng.random() < cfg.malformed_rate:
         return rng.choice(MALFORMED)

@@ -96,6 +96,9 @@ def _run_properties(result: RunResult) -> list[tuple[str, object]]:
               for name, value in result.baseline_metrics.items()]
     props += [(f"count.{name}", value) for name, value in result.counts.items()]
     props.append(("total_cost_usd", result.total_cost_usd))
+    if result.judge_calls:
+        props += [("judge_calls", result.judge_calls), ("judge_cost_usd", result.judge_cost_usd),
+                  ("judge_errors", result.judge_errors)]
     return props
 
 

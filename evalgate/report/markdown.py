@@ -195,6 +195,8 @@ def _header(result: RunResult) -> list[str]:
     facts = [f"{n.get('canaries', 0)} canaries x {result.samples} sample(s)",
              f"{n.get('calls', 0)} calls", f"{n.get('errors', 0)} errors",
              f"spend {fmt('total_usd', result.total_cost_usd)}",
+             *([f"judge {result.judge_calls} calls, "
+                f"{fmt('total_usd', result.judge_cost_usd)}"] if result.judge_calls else []),
              f"run {code(result.run_id, table=False)}"]
     if result.environment.git_commit:
         facts.append(f"commit {code(result.environment.git_commit[:12], table=False)}")
