@@ -125,15 +125,15 @@ def test_starts_with_not_regex_max_tokens() -> None:
 
 
 def test_normalisation_options() -> None:
-    assert normalise_text("Ｒｅｔｕｒｎｓ\u00a0 —  OK", ["unicode", "whitespace", "case"]) == \
+    assert normalise_text("\uff32\uff45\uff54\uff55\uff52\uff4e\uff53\u00a0 —  OK", ["unicode", "whitespace", "case"]) == \
         "returns - ok"
     assert normalise_text("full-refund, now!", ["punctuation", "whitespace"]) == \
         "full refund now"
     assert run("contains_all", "FULL-REFUND!", values=["full refund"],
                normalize=["case", "punctuation", "whitespace"])[0]
     assert not run("contains_all", "FULL-REFUND!", values=["full refund"])[0]
-    assert run("equals", "ｙｅｓ", value="yes")[0]  # unicode NFKC is on by default
-    assert not run("equals", "ｙｅｓ", value="yes", normalize=["case"])[0]
+    assert run("equals", "\uff59\uff45\uff53", value="yes")[0]  # unicode NFKC is on by default
+    assert not run("equals", "\uff59\uff45\uff53", value="yes", normalize=["case"])[0]
 
 
 def test_combinators() -> None:
@@ -193,7 +193,7 @@ def test_judge_inside_a_combinator_is_refused(tmp_path: Path) -> None:
     ("10 percent", "10% off"),                           # % = percent
     ("2.5 hours", "2.50 hours"),                         # numbers compared as values
     ("full refund", "a FULL\n  refund"),                 # case and whitespace
-    ("full refund", "a ｆｕｌｌ refund"),                  # unicode NFKC
+    ("full refund", "a \uff46\uff55\uff4c\uff4c refund"),                  # unicode NFKC
     ("original payment method", "the original payment-method"),  # punctuation between words
 ])
 def test_fact_equivalences(fact: str, answer: str) -> None:
