@@ -157,8 +157,7 @@ def _check_templates(criterion: Criterion, at: tuple[Any, ...], display: str, li
                 where = (*at, *name.split(".")) if j is None else (*at, name, j)
                 try:
                     check_template(text, display, lines.text_line(where),
-                                   ".".join(map(str, (*at[1:], name)))
-                                   if len(at) > 2 else f"criteria.{at[1]}.{name}")
+                                   ".".join(map(str, (*at, name))))
                 except ConfigError as exc:
                     problems += exc.problems
     for k, sub in enumerate(criterion.checks or []):

@@ -338,3 +338,16 @@ def test_bad_criteria_are_located_config_errors(tmp_path: Path, body: str,
         rubric(tmp_path, "criteria:\n  " + body + "\n")
     assert message in str(exc.value) and "rubrics/r.yaml" in str(exc.value)
     assert ":2" in str(exc.value) or "line 2" in str(exc.value)
+
+
+def test_a_bad_template_inside_a_combinator_is_located(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        rubric(tmp_path, """\
+            criteria:
+              - id: x
+                check: any_of
+                checks:
+                  - {id: a, check: contains_all, values: "{{ case.expected.facts }}"}
+                  - {id: b, check: contains_all, values: "{{ case.expected.facts "}
+            """)
+    assert "rubrics/r.yaml:6: criteria.0.checks.1.values: template error" in str(exc.value)

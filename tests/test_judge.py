@@ -226,3 +226,16 @@ def test_a_rubric_that_needs_the_judge_without_one_is_a_config_error(tmp_path: P
     with pytest.raises(ConfigError) as exc:
         load_project(tmp_path)
     assert "judge" in str(exc.value) and "evalgate.yaml" in str(exc.value)
+
+
+def test_sharded_judge_figures_merge() -> None:
+    from evalgate.merge import merged_judge
+    from evalgate.results import RunResult
+
+    a = RunResult.model_construct(judge_calls=30, judge_cost_usd=0.25, judge_errors=1,
+                                  judge_agreement=1.0, judge_model="j")
+    b = RunResult.model_construct(judge_calls=10, judge_cost_usd=0.5, judge_errors=0,
+                                  judge_agreement=0.6, judge_model="j")
+    merged = merged_judge([a, b])
+    assert merged == {"judge_calls": 40, "judge_cost_usd": 0.75, "judge_errors": 1,
+                      "judge_agreement": pytest.approx(0.9), "judge_model": "j"}
