@@ -15,7 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from evalgate.canaries import Case
 from evalgate.errors import ConfigError, Problem
 from evalgate.graders import jsonschema_lite
-from evalgate.graders.checks import CHECKS, COMBINATORS, JUDGED, load_entry_point_checks
+from evalgate.graders.checks import (
+    CHECKS,
+    COMBINATORS,
+    ENTRY_POINT_ERRORS,
+    JUDGED,
+    load_entry_point_checks,
+)
 from evalgate.templating import check_template, is_template, render_value
 from evalgate.yamlio import load_yaml, problems_from_validation
 
@@ -58,6 +64,9 @@ class Criterion(BaseModel):
     @classmethod
     def _known_check(cls, value: str) -> str:
         load_entry_point_checks()
+        if value in ENTRY_POINT_ERRORS:
+            raise ValueError(f"check {value!r} is from an entry point that failed to load "
+                             f"({ENTRY_POINT_ERRORS[value]})")
         if value not in CHECKS:
             raise ValueError(f"unknown check {value!r}; known: {', '.join(CHECKS)}")
         return value

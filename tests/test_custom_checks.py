@@ -70,7 +70,8 @@ def test_entry_point_checks_are_registered(pytester: pytest.Pytester,
     dist = site / "shoutcheck-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: shoutcheck\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[evalgate.checks]\nshouting = shoutcheck:shouting\n")
+    (dist / "entry_points.txt").write_text("[evalgate.checks]\nshouting = shoutcheck:shouting\n"
+                                           "broken = shoutcheck:missing\n")
     monkeypatch.setenv("PYTHONPATH", str(site))
     write_project(pytester.path, model=sim_model(), cases=make_cases(2),
                   gate={**GATE, "canary_failures": "report"},
@@ -79,6 +80,13 @@ def test_entry_point_checks_are_registered(pytester: pytest.Pytester,
     result.assert_outcomes(xfailed=2, passed=1)  # "Answer: 0 days." is not upper case
     record = read_json(pytester.path / "reports" / "evalgate.json")["records"][0]
     assert record["criteria"][0]["detail"] == "shouting: does not hold"
+    # a plugin that does not load is named where its check is used, not a crash
+    (pytester.path / "rubrics" / "basic.yaml").write_text(
+        "criteria: [{id: b, check: broken}]\n")
+    result = pytester.runpytest_subprocess("--evalgate")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*rubrics/basic.yaml*'broken' is from an entry point that "
+                                 "failed to load (shoutcheck:missing: AttributeError*"])
 
 
 def test_registry_refuses_builtin_names_and_bad_names() -> None:

@@ -294,6 +294,7 @@ class CheckRegistry:
 
 
 _entry_points_loaded = False
+ENTRY_POINT_ERRORS: dict[str, str] = {}  # check name -> why its entry point did not load
 
 
 def load_entry_point_checks() -> None:
@@ -307,4 +308,7 @@ def load_entry_point_checks() -> None:
 
     registry = CheckRegistry()
     for ep in entry_points(group="evalgate.checks"):
-        registry.add(ep.name, ep.load())
+        try:
+            registry.add(ep.name, ep.load())
+        except Exception as exc:  # a broken plugin names itself where its check is used
+            ENTRY_POINT_ERRORS[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
