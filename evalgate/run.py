@@ -17,6 +17,7 @@ from pathlib import Path
 
 from evalgate import __version__
 from evalgate.baseline import Baseline
+from evalgate.canaries import Case
 from evalgate.compare import align_keys
 from evalgate.config import LoadedModel
 from evalgate.executor import Executor, Step, run_jobs
@@ -44,11 +45,11 @@ def sim_cases(entries: list[CaseEntry]) -> list[object]:
                     reference=_sim_answer(e.case)) for e in entries]
 
 
-def _sim_answer(case: object) -> str | None:
+def _sim_answer(case: Case) -> str | None:
     """The simulator answers a canary's reference, or its `metadata.sim_answer` (a demo of an
     answer a model should not give, e.g. a judge-injection attempt)."""
-    forced = case.metadata.get("sim_answer")  # type: ignore[attr-defined]
-    return forced if isinstance(forced, str) else case.expected.reference  # type: ignore[attr-defined]
+    forced = case.metadata.get("sim_answer")
+    return forced if isinstance(forced, str) else case.expected.reference
 
 
 @contextlib.contextmanager
