@@ -138,6 +138,7 @@ class GateConfig(Strict):
     traffic: TrafficSpec | None = None
     load: LoadSpec | None = None
     determinism: DeterminismSpec | None = None
+    judge: str | None = None  # model config of the judge (rubric checks `judge`, `grounded`)
 
     @field_validator("canaries", "rubrics", mode="before")
     @classmethod

@@ -107,6 +107,7 @@ def merge_results(results: Sequence[RunResult]) -> RunResult:
         "calls_from_journal": sum(r.calls_from_journal for r in results),
         "partial": any(r.partial for r in results),
         "total_cost_usd": math.fsum(r.total_cost_usd for r in results),  # any order
+        **merged_judge(results),
         "records": records,
         **decision,
         "case_fingerprints": dict(sorted(
@@ -115,6 +116,18 @@ def merge_results(results: Sequence[RunResult]) -> RunResult:
         "comparison": comparison,
         "warnings": warnings,
     })
+
+
+def merged_judge(results: list[RunResult]) -> dict[str, object]:
+    """The shards' judge calls, cost and errors summed; agreement weighted by judge calls."""
+    weighted = [(r.judge_agreement, r.judge_calls) for r in results
+                if r.judge_agreement is not None and r.judge_calls]
+    calls = sum(n for _, n in weighted)
+    return {"judge_calls": sum(r.judge_calls for r in results),
+            "judge_cost_usd": math.fsum(r.judge_cost_usd for r in results),
+            "judge_errors": sum(r.judge_errors for r in results),
+            "judge_agreement": sum(a * n for a, n in weighted) / calls if calls else None,
+            "judge_model": next((r.judge_model for r in results if r.judge_model), None)}
 
 
 def shard_warnings(results: list[RunResult]) -> list[str]:

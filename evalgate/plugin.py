@@ -53,6 +53,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     choices=("off", "read", "write", "on"),
                     help="response cache (.evalgate/cache/): off, read, write or on (read and "
                          "write). Default: on for local runs, off in CI (env CI=true)")
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from evalgate import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+@pytest.fixture
+def evalgate_case(request: pytest.FixtureRequest) -> object:
+    """One canary of this run and the candidate's answers to it, for a user's test_*.py to
+    assert anything on. Parametrized over the run's canaries (narrow it with the marker
+    `@pytest.mark.evalgate_cases(keys=[...], tags=[...], sets=[...])`); the calls are made
+    once by the gate (also under xdist), the fixture only reads the run's result."""
+    session = request.config.pluginmanager.get_plugin("evalgate-session")
+    if session is None:
+        pytest.skip("evalgate_case needs `pytest --evalgate`")
+    key = getattr(request, "param", None)
+    if key is None:
+        pytest.skip("no evalgate canary matches this test's evalgate_cases marker")
+    return session.case_view(key)
 
 
 @pytest.hookimpl(trylast=True)

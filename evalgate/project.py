@@ -42,6 +42,7 @@ class CaseEntry:
     criteria: list[ResolvedCriterion]
     file: Path
     line: int
+    min_score: float | None = None  # the rubric's pass rule (None: all criteria)
 
     @property
     def key(self) -> str:
@@ -68,6 +69,7 @@ class Project:
     canary_sets: list[CanarySet]
     rubrics: dict[str, Rubric]
     entries: list[CaseEntry]
+    judge: LoadedModel | None = None  # the judge model config (gate config `judge`)
 
     @property
     def canary_paths(self) -> list[Path]:
@@ -167,7 +169,8 @@ def build_entries(gate: LoadedGate, sets: list[CanarySet], rubrics: dict[str, Ru
             label = case_key(cset.name, case.id)
             criteria = _collect(problems, resolve_criteria, rubrics[name], case, label)
             if criteria is not None:
-                entries.append(CaseEntry(cset.name, case, name, criteria, cset.path, line or 0))
+                entries.append(CaseEntry(cset.name, case, name, criteria, cset.path, line or 0,
+                                         rubrics[name].min_score))
     return entries
 
 
@@ -190,9 +193,26 @@ def load_project(rootdir: Path, explicit_config: str | None = None) -> Project:
         from evalgate.router import check_route_guardrails
 
         problems += check_route_guardrails(gate, candidate)
+    judge = load_judge(gate, entries, problems)
     if problems:
         raise ConfigError(problems)
-    return Project(gate, candidate, sets, rubrics, entries)
+    return Project(gate, candidate, sets, rubrics, entries, judge)
+
+
+def load_judge(gate: LoadedGate, entries: list[CaseEntry], problems: list[Problem]
+               ) -> LoadedModel | None:
+    """The judge model config; a rubric that needs a judge without one is a usage error."""
+    from evalgate.graders.grade import needs_judge
+
+    if gate.config.judge is None:
+        if needs_judge(entries):
+            users = sorted({e.rubric for e in entries if needs_judge([e])})
+            problems.append(Problem(gate.path.name, f"rubric(s) {', '.join(users)} use the "
+                                    "judge (check 'judge', or 'grounded' with undecided: judge); "
+                                    "set 'judge: <model config>' in the gate config", None,
+                                    "judge"))
+        return None
+    return _collect(problems, load_model_config, gate.resolve(gate.config.judge), gate.root)
 
 
 def check_prompts(model: LoadedModel, entries: list[CaseEntry]) -> list[Problem]:

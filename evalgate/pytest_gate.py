@@ -13,13 +13,14 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from evalgate.baseline import Baseline, save_to_store
-from evalgate.errors import ConfigError
+from evalgate.errors import ConfigError, Problem
 from evalgate.gate import blocks
 from evalgate.guardrails import plan_guardrails
 from evalgate.project import CaseEntry, Project, load_project
@@ -86,6 +87,7 @@ class GateSession:
     def from_config(cls, config: pytest.Config) -> GateSession:
         baseline = None
         try:
+            register_custom_checks(config)
             project = load_project(config.rootpath, config.getoption("evalgate_config"))
             if not hasattr(config, "workerinput"):
                 # A missing key or an unimportable callable is a usage error, before any call.
@@ -95,11 +97,15 @@ class GateSession:
                 baseline = load_baseline(config, project)
                 if baseline is not None and baseline.model is not None:
                     make_provider(baseline.model, sim_base_url="http://127.0.0.1:0")
+                if project.judge is not None:
+                    make_provider(project.judge, sim_base_url="http://127.0.0.1:0")
         except ConfigError as exc:
             raise usage_error(exc) from None
         session = cls(config, project, baseline)
         session._aim_collection()
         config.addinivalue_line("markers", "evalgate: an evalgate canary or gate item")
+        config.addinivalue_line("markers", "evalgate_cases(keys=None, tags=None, sets=None): "
+                                "the canaries an `evalgate_case` test runs on")
         for tag in sorted({t for e in project.entries for t in e.case.tags}):
             if tag.isidentifier():
                 config.addinivalue_line("markers", f"{tag}: evalgate canary tag")
@@ -174,7 +180,43 @@ class GateSession:
         ):
             return
         selected = [i.record_id for i in session.items if isinstance(i, CanaryItem)]
+        selected += self.case_test_record_ids(session.items)
         self.execute(selected)
+
+    # -- the evalgate_case fixture -----------------------------------------------------------
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """Parametrize a test using `evalgate_case` over the canaries its marker selects."""
+        if "evalgate_case" not in metafunc.fixturenames:
+            return
+        marker = metafunc.definition.get_closest_marker("evalgate_cases")
+        want = marker.kwargs if marker is not None else {}
+        keys = [e.key for e in self.project.entries
+                if (not want.get("keys") or e.key in want["keys"])
+                and (not want.get("tags") or set(want["tags"]) & set(e.case.tags))
+                and (not want.get("sets") or e.set_name in want["sets"])]
+        unknown = sorted(set(want.get("keys") or []) - {e.key for e in self.project.entries})
+        if unknown:
+            raise pytest.UsageError(f"evalgate_cases: unknown canary key(s) {unknown}")
+        metafunc.parametrize("evalgate_case", keys or [None], indirect=True,
+                             ids=keys or ["no-canary"])
+
+    def case_test_record_ids(self, items: Iterable[pytest.Item]) -> list[str]:
+        """The calls that tests using `evalgate_case` need (every sample of their canary)."""
+        out = []
+        for item in items:
+            key = getattr(getattr(item, "callspec", None), "params", {}).get("evalgate_case")
+            if isinstance(key, str):
+                out += [f"{key}#{k}" for k in range(self.samples)]
+        return out
+
+    def case_view(self, key: str) -> CaseView:
+        entry = self.project.entries_by_key()[key]
+        records = [self.record(f"{key}#{k}") for k in range(self.samples)]
+        found = [r for r in records if r is not None]
+        if not found:
+            raise CanaryFailure(f"canary {key} was not called in this session")
+        return CaseView(key, entry.case, entry, found)
 
     def execute(self, selected: Iterable[str]) -> None:
         """Make the calls for the selected canaries, grade, decide, write the result."""
@@ -246,6 +288,42 @@ class GateSession:
             tr.write_line(f"saved as {self.saved_to.relative_to(self.project.gate.root)}")
 
 
+@dataclass(frozen=True)
+class CaseView:
+    """What `evalgate_case` gives a test: the canary and the candidate's graded answers."""
+
+    key: str
+    case: Any  # evalgate.canaries.Case
+    entry: CaseEntry
+    records: list[Record]
+
+    @property
+    def record(self) -> Record:
+        """The first sample's record."""
+        return self.records[0]
+
+    @property
+    def text(self) -> str:
+        """The first sample's answer ('' when its call failed)."""
+        return self.records[0].text or ""
+
+    @property
+    def texts(self) -> list[str]:
+        return [r.text or "" for r in self.records]
+
+
+def register_custom_checks(config: pytest.Config) -> None:
+    """Checks from installed packages (entry points) and conftest.py hooks, before rubrics
+    load."""
+    from evalgate.graders.checks import CheckRegistry, load_entry_point_checks
+
+    try:
+        load_entry_point_checks()
+        config.hook.pytest_evalgate_register_checks(registry=CheckRegistry())
+    except ValueError as exc:
+        raise ConfigError(Problem("pytest_evalgate_register_checks", str(exc))) from None
+
+
 class XdistHooks:
     """Hooks that exist only when pytest-xdist is installed."""
 
@@ -289,6 +367,10 @@ def record_ids_from_nodeids(gate: GateSession, ids: Iterable[str]) -> list[str]:
                       or p.as_posix().endswith("/" + file_part)), None)
         if shown is not None and (shown, name) in by_name:
             selected.append(by_name[(shown, name)])
+        elif name.endswith("]") and "[" in name:  # a test using evalgate_case[<key>]
+            key = name[name.index("[") + 1:-1]
+            if key in gate.project.entries_by_key():
+                selected += [f"{key}#{k}" for k in range(gate.samples)]
     return selected
 
 

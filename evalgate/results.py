@@ -28,12 +28,27 @@ class Attempt(BaseModel):
     waited_ms: float = 0.0
 
 
+class ClaimResult(BaseModel):
+    """One claim (sentence) of an answer and whether the case's context supports it."""
+
+    text: str
+    support: float  # lexical: share of its content words found in the context
+    status: Literal["supported", "unsupported", "undecided"]
+    by: str = "lexical"  # lexical | judge | undecided -> pass/fail
+    detail: str = ""
+
+
 class CriterionResult(BaseModel):
     id: str
     kind: str
     check: str
     passed: bool
     detail: str
+    weight: float = 1.0
+    error: str | None = None  # a judge error (never a pass)
+    claims: list[ClaimResult] = Field(default_factory=list)  # grounded: per-claim support
+    votes: list[str] = Field(default_factory=list)  # judge_samples > 1: PASS/FAIL/ERROR
+    agreement: float | None = None  # share of votes agreeing with the majority
 
 
 class Record(BaseModel):
@@ -67,6 +82,8 @@ class Record(BaseModel):
     # counts are the ones measured when the answer was made, at cached_at (UTC, ISO 8601).
     cached: bool = False
     cached_at: str | None = None
+    judge_calls: int = 0  # judge calls made to grade this answer (cost kept apart)
+    judge_cost_usd: float | None = None
 
     @property
     def record_id(self) -> str:
@@ -256,6 +273,11 @@ class RunResult(BaseModel):
     calls_from_journal: int = 0  # --evalgate-resume: answers reused from the interrupted run
     # Interrupted (Ctrl-C) before every call was made: the verdict is never PASS.
     partial: bool = False
+    judge_model: str | None = None  # the judge's model when a rubric needed one
+    judge_calls: int = 0
+    judge_cost_usd: float = 0.0  # not in total_cost_usd: the candidate's spend stays comparable
+    judge_errors: int = 0  # judged items with no valid verdict (graded as failed)
+    judge_agreement: float | None = None  # mean vote agreement where judge_samples > 1
 
     def record_map(self) -> dict[str, Record]:
         return {r.record_id: r for r in self.records}

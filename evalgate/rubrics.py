@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,9 +14,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from evalgate.canaries import Case
 from evalgate.errors import ConfigError, Problem
-from evalgate.graders.checks import CHECKS
+from evalgate.graders import jsonschema_lite
+from evalgate.graders.checks import (
+    CHECKS,
+    COMBINATORS,
+    ENTRY_POINT_ERRORS,
+    JUDGED,
+    load_entry_point_checks,
+)
 from evalgate.templating import check_template, is_template, render_value
 from evalgate.yamlio import load_yaml, problems_from_validation
+
+JUDGE_TEMPLATES = ("faithfulness", "correctness", "instruction_following")
 
 
 class Criterion(BaseModel):
@@ -25,24 +34,72 @@ class Criterion(BaseModel):
     check: str
     kind: Literal["quality", "hallucination"] = "quality"
     description: str | None = None
+    weight: float = Field(1.0, ge=0, allow_inf_nan=False)
     values: list[str] | str | None = None
-    value: str | None = None
+    value: str | int | float | None = None
     pattern: str | None = None
     max: int | None = Field(None, ge=0)
     case_sensitive: bool = False
+    normalize: list[Literal["case", "whitespace", "unicode", "punctuation"]] | None = None
+    # json_schema
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    # numeric
+    tolerance: float | None = Field(None, ge=0, allow_inf_nan=False)
+    rel_tolerance: float | None = Field(None, ge=0, allow_inf_nan=False)
+    pick: Literal["first", "last", "any"] = "first"
+    # all_of / any_of / one_of
+    checks: list[Criterion] | None = None
+    # grounded
+    supported_at: float = Field(0.8, ge=0, le=1)
+    unsupported_below: float = Field(0.4, ge=0, le=1)
+    undecided: Literal["judge", "pass", "fail"] = "judge"
+    # judge
+    template: str | None = None
+    instructions: str | None = None
+    judge_samples: int = Field(1, ge=1, le=15)
+    # custom checks
+    params: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("check")
     @classmethod
     def _known_check(cls, value: str) -> str:
+        load_entry_point_checks()
+        if value in ENTRY_POINT_ERRORS:
+            raise ValueError(f"check {value!r} is from an entry point that failed to load "
+                             f"({ENTRY_POINT_ERRORS[value]})")
         if value not in CHECKS:
             raise ValueError(f"unknown check {value!r}; known: {', '.join(CHECKS)}")
         return value
 
     @model_validator(mode="after")
     def _has_what_check_needs(self) -> Criterion:
-        missing = [name for name in CHECKS[self.check].needs if getattr(self, name) is None]
+        missing = [name for name in CHECKS[self.check].needs
+                   if getattr(self, "schema_" if name == "schema" else name) is None]
         if missing:
             raise ValueError(f"check {self.check!r} needs {', '.join(missing)!s}")
+        if self.checks is not None and self.check not in COMBINATORS:
+            raise ValueError(f"'checks' goes with all_of / any_of / one_of, not {self.check!r}")
+        for sub in self.checks or []:
+            if sub.check in JUDGED:
+                raise ValueError(f"{sub.check!r} cannot be inside {self.check!r} (it needs the "
+                                 "judge); make it a criterion of its own")
+        if self.schema_ is not None:
+            problems = jsonschema_lite.check_schema(self.schema_)
+            if problems:
+                raise ValueError("; ".join(problems[:3]))
+        if self.params and not CHECKS[self.check].custom:
+            raise ValueError(f"'params' is for custom checks; {self.check!r} is built in")
+        if self.check == "judge" and self.template is None:
+            raise ValueError("check 'judge' needs 'template': one of "
+                             f"{', '.join(JUDGE_TEMPLATES)} or a .j2 file next to the rubric")
+        if self.unsupported_below > self.supported_at:
+            raise ValueError("'unsupported_below' must not exceed 'supported_at'")
+        if self.check == "numeric" and isinstance(self.value, str) and not is_template(
+                self.value):
+            try:
+                float(self.value)
+            except ValueError:
+                raise ValueError(f"numeric 'value' {self.value!r} is not a number") from None
         if self.pattern is not None and not is_template(self.pattern):
             try:
                 re.compile(self.pattern)
@@ -51,9 +108,18 @@ class Criterion(BaseModel):
         return self
 
 
+class MinScore(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min_score: float = Field(ge=0, le=1)
+
+
 class RubricFile(BaseModel):
+    """`pass_rule: all` (default: every criterion holds) or `pass_rule: {min_score: 0.8}`
+    (the weighted score reaches 0.8; a failed `hallucination` criterion still fails)."""
+
     model_config = ConfigDict(extra="forbid")
     description: str | None = None
+    pass_rule: Literal["all"] | MinScore = "all"
     criteria: list[Criterion] = Field(min_length=1)
 
 
@@ -64,9 +130,13 @@ class Rubric:
     description: str | None
     criteria: list[Criterion]
     lines: dict[str, int]
+    min_score: float | None = None  # None: every criterion must hold
+    templates: dict[str, str] = field(default_factory=dict)  # judge criterion id -> template
 
     def fingerprint(self) -> str:
-        payload = [c.model_dump(mode="json") for c in self.criteria]
+        payload: Any = [c.model_dump(mode="json", exclude_defaults=True) for c in self.criteria]
+        if self.min_score is not None or self.templates:
+            payload = [payload, self.min_score, self.templates]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -78,6 +148,29 @@ class ResolvedCriterion:
     check: str
     kind: str
     params: dict[str, Any]
+    weight: float = 1.0
+
+
+TEMPLATED = ("values", "value", "pattern", "instructions")
+
+
+def _check_templates(criterion: Criterion, at: tuple[Any, ...], display: str, lines: Any,
+                     problems: list[Problem]) -> None:
+    """Parse every templated field now (nested `checks` too), not halfway through a run."""
+    fields: list[tuple[str, Any]] = [(f, getattr(criterion, f)) for f in TEMPLATED]
+    fields += [(f"params.{k}", v) for k, v in criterion.params.items()]
+    for name, raw in fields:
+        items = list(enumerate(raw)) if isinstance(raw, list) else [(None, raw)]
+        for j, text in items:
+            if isinstance(text, str) and is_template(text):
+                where = (*at, *name.split(".")) if j is None else (*at, name, j)
+                try:
+                    check_template(text, display, lines.text_line(where),
+                                   ".".join(map(str, (*at, name))))
+                except ConfigError as exc:
+                    problems += exc.problems
+    for k, sub in enumerate(criterion.checks or []):
+        _check_templates(sub, (*at, "checks", k), display, lines, problems)
 
 
 def load_rubric(path: Path, name: str, display: str) -> Rubric:
@@ -91,49 +184,85 @@ def load_rubric(path: Path, name: str, display: str) -> Rubric:
         raise ConfigError(problems_from_validation(exc, display, lines)) from None
     problems: list[Problem] = []
     where: dict[str, int] = {}
+    templates: dict[str, str] = {}
     for i, criterion in enumerate(parsed.criteria):
         line = lines.line_of(("criteria", i)) or 0
         if criterion.id in where:
             problems.append(Problem(display, f"duplicate criterion id {criterion.id!r} (first "
                                     f"at line {where[criterion.id]})", line, f"criteria.{i}.id"))
         where[criterion.id] = line
-        for field in ("values", "value", "pattern"):
-            raw = getattr(criterion, field)
-            items = list(enumerate(raw)) if isinstance(raw, list) else [(None, raw)]
-            for j, text in items:
-                if isinstance(text, str) and is_template(text):
-                    at = ("criteria", i, field) if j is None else ("criteria", i, field, j)
-                    try:
-                        check_template(text, display, lines.text_line(at),
-                                       f"criteria.{i}.{field}")
-                    except ConfigError as exc:
-                        problems += exc.problems
+        _check_templates(criterion, ("criteria", i), display, lines, problems)
+        if criterion.check == "judge" and criterion.template is not None:
+            from evalgate.graders.judge import load_judge_template
+
+            try:
+                templates[criterion.id] = load_judge_template(
+                    criterion.template, path, display,
+                    lines.line_of(("criteria", i, "template")), f"criteria.{i}.template")
+            except ConfigError as exc:
+                problems += exc.problems
     if problems:
         raise ConfigError(problems)
-    return Rubric(name, display, parsed.description, parsed.criteria, where)
+    min_score = None if parsed.pass_rule == "all" else parsed.pass_rule.min_score  # type: ignore[union-attr]
+    return Rubric(name, display, parsed.description, parsed.criteria, where, min_score,
+                  templates)
 
 
 def resolve_criteria(rubric: Rubric, case: Case, case_label: str) -> list[ResolvedCriterion]:
     """Fill in each criterion's templated values from the case (sandboxed jinja2)."""
     context = {"case": case.model_dump(mode="json")}
-    resolved = []
-    for criterion in rubric.criteria:
-        params: dict[str, Any] = {"case_sensitive": criterion.case_sensitive,
-                                  "max": criterion.max}
-        for field in ("values", "value", "pattern"):
-            raw = getattr(criterion, field)
-            if raw is None:
-                continue
-            try:
-                value = render_value(raw, context)
-            except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError,
-                    RecursionError, MemoryError) as exc:  # e.g. `{{ 1/0 }}`, `{{ case.id + 1 }}`
-                raise ConfigError(Problem(
-                    rubric.display, f"template error for case {case_label}: {exc}",
-                    rubric.lines.get(criterion.id), f"{criterion.id}.{field}")) from None
-            params[field] = _coerce(field, value, rubric, criterion, case_label)
-        resolved.append(ResolvedCriterion(criterion.id, criterion.check, criterion.kind, params))
-    return resolved
+    return [_resolve(c, c.id, rubric, case, context, case_label) for c in rubric.criteria]
+
+
+def _render(raw: Any, context: dict[str, Any], rubric: Rubric, top: str, field: str,
+            label: str) -> Any:
+    try:
+        return render_value(raw, context)
+    except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError,
+            RecursionError, MemoryError) as exc:  # e.g. `{{ 1/0 }}`, `{{ case.id + 1 }}`
+        raise ConfigError(Problem(
+            rubric.display, f"template error for case {label}: {exc}",
+            rubric.lines.get(top), f"{top}.{field}")) from None
+
+
+def _resolve(criterion: Criterion, top: str, rubric: Rubric, case: Case,
+             context: dict[str, Any], case_label: str) -> ResolvedCriterion:
+    params: dict[str, Any] = {"case_sensitive": criterion.case_sensitive,
+                              "max": criterion.max}
+    if criterion.normalize is not None:
+        params["normalize"] = criterion.normalize
+    for name in TEMPLATED:
+        raw = getattr(criterion, name)
+        if raw is None:
+            continue
+        value = _render(raw, context, rubric, top, name, case_label)
+        params[name] = _coerce(name, value, rubric, criterion, case_label)
+    check = criterion.check
+    if check == "facts" and "values" not in params:
+        params["values"] = list(case.expected.facts)
+    elif check == "forbidden" and "values" not in params:
+        params["values"] = list(case.expected.forbidden)
+    elif check == "json_schema":
+        params["schema"] = criterion.schema_
+    elif check == "numeric":
+        params.update(tolerance=criterion.tolerance, rel_tolerance=criterion.rel_tolerance,
+                      pick=criterion.pick)
+    elif check in ("all_of", "any_of", "one_of"):
+        params["checks"] = [_resolve(sub, top, rubric, case, context, case_label)
+                            for sub in criterion.checks or []]
+    elif check == "grounded":
+        params.update(context=case.context, supported_at=criterion.supported_at,
+                      unsupported_below=criterion.unsupported_below,
+                      undecided=criterion.undecided)
+    elif check == "judge":
+        params.update(template_text=rubric.templates.get(criterion.id, ""),
+                      template=criterion.template, judge_samples=criterion.judge_samples,
+                      case=context["case"])
+    if CHECKS[check].custom:  # a custom check gets its own params (templated) and the case
+        params = {"case": context["case"],
+                  **{k: _render(v, context, rubric, top, f"params.{k}", case_label)
+                     for k, v in criterion.params.items()}}
+    return ResolvedCriterion(criterion.id, check, criterion.kind, params, criterion.weight)
 
 
 def _coerce(field: str, value: Any, rubric: Rubric, criterion: Criterion, label: str) -> Any:
@@ -154,6 +283,13 @@ def _coerce(field: str, value: Any, rubric: Rubric, criterion: Criterion, label:
                 raise ConfigError(Problem(
                     rubric.display, f"for case {label}, invalid regular expression: {exc}",
                     rubric.lines.get(criterion.id), f"{criterion.id}.pattern")) from None
+        if field == "value" and criterion.check == "numeric":
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(Problem(
+                    rubric.display, f"for case {label}, numeric value {value!r:.60} is not a "
+                    "number", rubric.lines.get(criterion.id), f"{criterion.id}.value")) from None
         return str(value)
     raise ConfigError(Problem(
         rubric.display, f"for case {label}, {field} rendered to {type(value).__name__} "

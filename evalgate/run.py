@@ -18,6 +18,7 @@ from typing import Any
 
 from evalgate import __version__
 from evalgate.baseline import Baseline
+from evalgate.canaries import Case
 from evalgate.compare import align_keys
 from evalgate.config import LoadedModel
 from evalgate.executor import Executor, Step, run_jobs
@@ -44,7 +45,14 @@ def sim_cases(entries: list[CaseEntry]) -> list[object]:
 
     return [SimCase(key=e.key, prompt=e.case.user_text, facts=tuple(e.case.expected.facts),
                     forbidden=tuple(e.case.expected.forbidden),
-                    reference=e.case.expected.reference) for e in entries]
+                    reference=_sim_answer(e.case)) for e in entries]
+
+
+def _sim_answer(case: Case) -> str | None:
+    """The simulator answers a canary's reference, or its `metadata.sim_answer` (a demo of an
+    answer a model should not give, e.g. a judge-injection attempt)."""
+    forced = case.metadata.get("sim_answer")
+    return forced if isinstance(forced, str) else case.expected.reference
 
 
 @contextlib.contextmanager
@@ -182,6 +190,10 @@ def run_project(project: Project, selected: Collection[str] | None = None,
             project, baseline, keys, fingerprints)
     elif baseline is not None:
         comparison = ComparisonInfo(compared=len({r.key for r in cand_records}))
+    # Grading phase: judge calls (after every model call), then the final grades.
+    from evalgate.graders.grade import grading_phase
+
+    grading = grading_phase(project, [*cand_records, *base_records], workers)
     decision = decide_gate(cfg.gate, cand_records,
                            base_records if baseline is not None else None, cfg.samples)
     warnings += power_warnings(decision["verdicts"])
@@ -215,6 +227,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         calls_from_cache=persist.from_cache,
         calls_from_journal=persist.from_journal,
         partial=persist.partial,
+        **grading.fields(),
     )
     # Routes, blended cost, load profile, determinism: only when configured.
     from evalgate.production import apply

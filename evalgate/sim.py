@@ -34,6 +34,8 @@ from typing import Any
 import h11
 from pydantic import BaseModel, ConfigDict, Field
 
+from evalgate.simjudge import SimJudge, judge_reply
+
 __all__ = ["SimCase", "SimProfile", "SimServer", "SimStats"]
 
 _Headers = list[tuple[bytes, bytes]]
@@ -83,6 +85,7 @@ class SimProfile(BaseModel):
     capacity: int | None = Field(None, ge=1)  # requests served at once; more wait in a queue
     determinism: float | None = Field(None, ge=0, le=1)  # P(a canary's answer is the same
     # across samples), drawn once per canary; otherwise every sample words it differently
+    judge: SimJudge | None = None  # act as a judge model (evalgate/simjudge.py)
 
 
 @dataclass(frozen=True)
@@ -971,6 +974,8 @@ class SimServer:
             answer = _correct_answer(case)
         if profile.determinism is not None:
             answer = _vary_answer(profile, f"{model_name}\x1f{digest}", sample, answer)
+        if profile.judge is not None:
+            answer = judge_reply(profile.judge, call.prompt_text, profile.seed, sample)
         completion_tokens = _tokens(answer, cpt)
         truncated = call.max_tokens is not None and completion_tokens > call.max_tokens
         if truncated:

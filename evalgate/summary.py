@@ -103,6 +103,12 @@ def summary_lines(result: RunResult) -> list[str]:
              f"{result.wall_time_s:.2f}s" + reuse_text(result)]
     if result.partial:
         lines.insert(0, "PARTIAL run: interrupted before every call was made")
+    if result.judge_calls:
+        agreement = (f", vote agreement {result.judge_agreement:.0%}"
+                     if result.judge_agreement is not None else "")
+        lines.append(f"judge {result.judge_model}: {result.judge_calls} calls, "
+                     f"${result.judge_cost_usd:.4f} (apart from the candidate's spend), "
+                     f"{result.judge_errors} judge errors{agreement}")
     if result.baseline is not None:
         b = result.baseline
         lines.append(f"baseline {b.name} ({b.source}); compared on "

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -19,8 +21,27 @@ def test_shipped_example_passes_the_gate(tmp_path: Path) -> None:
     assert "evalgate gate: PASS" in out.stdout
     result = json.loads((tmp_path / "evalgate.json").read_text())
     assert result["verdict"] == "PASS"
-    assert result["counts"]["canaries"] == 64 and result["counts"]["calls"] == 192
-    assert len(result["baseline_records"]) == 192  # the live baseline ran the same canaries
+    assert result["counts"]["canaries"] == 76 and result["counts"]["calls"] == 228
+    assert len(result["baseline_records"]) == 228  # the live baseline ran the same canaries
+    # The sim judge graded the judge criteria and undecided claims; its spend is kept apart.
+    assert result["judge_calls"] > 0 and result["judge_errors"] == 0
+    assert result["judge_cost_usd"] > 0
+    assert result["total_cost_usd"] == pytest.approx(
+        sum(r["cost_usd"] for r in result["records"] + result["baseline_records"]))
+    # Every judge-injection canary fails, on every sample, for both configs.
+    red = [r for r in result["records"] + result["baseline_records"]
+           if r["set"] == "judge-injection"]
+    assert len(red) == 24 and not any(r["passed"] for r in red)
+    assert all(not c["passed"] for r in red for c in r["criteria"] if c["check"] == "judge")
+    # Every check kind is used by the shipped rubrics.
+    from evalgate.graders.checks import BUILTIN_CHECKS
+
+    used = {c["check"] for r in result["records"] for c in r["criteria"]}
+    assert used >= BUILTIN_CHECKS - {"contains_any", "regex", "equals", "max_words",
+                                     "json_valid", "contains_all"}
+    text = " ".join((ROOT / "rubrics" / f).read_text() for f in
+                    ("support.yaml", "grounded.yaml", "structured.yaml", "judged.yaml"))
+    assert all(f"check: {name}" in text for name in BUILTIN_CHECKS)
     assert {v["guardrail"] for v in result["verdicts"]} == {
         "latency_p95_ms", "cost_per_1k_usd", "hallucination_rate", "error_rate",
         "hallucination_rate_vs_baseline", "pass_rate_vs_baseline", "cost_ratio_vs_baseline",

@@ -1,28 +1,204 @@
-"""Grade a record against its resolved criteria."""
+"""Grade a record against its resolved criteria; the grading phase with the judge's calls."""
 
 from __future__ import annotations
 
-from evalgate.graders.checks import CHECKS
-from evalgate.results import CriterionResult, Record
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from evalgate.graders.checks import CHECKS, run_check
+from evalgate.graders.grounding import split_and_score
+from evalgate.graders.judge import JudgeKey, JudgeOutcome, JudgeRequest, JudgeRun, run_judge
+from evalgate.results import ClaimResult, CriterionResult, Record
 from evalgate.rubrics import ResolvedCriterion
 
+NOT_JUDGED = "not judged: no judge verdict for this criterion (is a judge model configured?)"
 
-def grade(record: Record, criteria: list[ResolvedCriterion]) -> Record:
+
+def _key(record: Record, criterion_id: str, claim: int = -1) -> JudgeKey:
+    return (record.config, record.record_id, criterion_id, claim)
+
+
+def grade(record: Record, criteria: list[ResolvedCriterion], judged: JudgeRun | None = None,
+          min_score: float | None = None) -> Record:
     """Fill in criteria outcomes, pass, score and the hallucination flag (in place).
 
-    A response is a hallucination when any criterion of kind `hallucination` fails. A failed call
-    has no answer to grade: its pass/hallucination stay None and it counts in the error rate.
+    A response is a hallucination when any criterion of kind `hallucination` fails. The score
+    is the weighted share of criteria that hold. It passes when every criterion holds, or,
+    with `min_score`, when the score reaches it and no hallucination criterion failed. A
+    failed call has no answer to grade: its pass/hallucination stay None (error rate).
     """
     if not record.ok or record.text is None:
         return record
+    outcomes = judged.outcomes if judged is not None else {}
     results = []
     for criterion in criteria:
-        outcome = CHECKS[criterion.check].run(record.text, criterion.params)
-        results.append(CriterionResult(id=criterion.id, kind=criterion.kind,
-                                       check=criterion.check, passed=outcome.passed,
-                                       detail=outcome.detail))
+        if criterion.check == "judge":
+            result = _judge_result(record, criterion, outcomes.get(_key(record, criterion.id)))
+        elif criterion.check == "grounded":
+            result = _grounded_result(record, criterion, outcomes)
+        else:
+            params = {**criterion.params, "output_tokens": record.output_tokens}
+            outcome = run_check(criterion.check, record.text, params)
+            result = CriterionResult(id=criterion.id, kind=criterion.kind,
+                                     check=criterion.check, passed=outcome.passed,
+                                     detail=outcome.detail)
+        result.weight = criterion.weight
+        results.append(result)
     record.criteria = results
-    record.passed = all(r.passed for r in results)
+    total = sum(r.weight for r in results)
+    record.score = (sum(r.weight for r in results if r.passed) / total) if total > 0 else \
+        float(all(r.passed for r in results))
     record.hallucination = any(not r.passed for r in results if r.kind == "hallucination")
-    record.score = sum(r.passed for r in results) / len(results) if results else 1.0
+    if min_score is None:
+        record.passed = all(r.passed for r in results)
+    else:
+        record.passed = record.score >= min_score - 1e-12 and not record.hallucination
+    if judged is not None:
+        owner = (record.config, record.record_id)
+        record.judge_calls = judged.calls_by_record.get(owner, 0)
+        record.judge_cost_usd = judged.cost_by_record.get(owner, 0.0)
     return record
+
+
+def _judge_result(record: Record, criterion: ResolvedCriterion,
+                  outcome: JudgeOutcome | None) -> CriterionResult:
+    base = {"id": criterion.id, "kind": criterion.kind, "check": "judge"}
+    name = criterion.params.get("template")
+    if outcome is None:
+        return CriterionResult(**base, passed=False, detail=NOT_JUDGED, error=NOT_JUDGED)
+    votes = outcome.votes if len(outcome.votes) > 1 else []
+    if outcome.verdict is None:
+        return CriterionResult(**base, passed=False, detail=f"judge error ({name}): "
+                               f"{outcome.error}", error=outcome.error, votes=votes)
+    tally = f" [{outcome.votes.count('PASS')}/{len(outcome.votes)} PASS]" if votes else ""
+    return CriterionResult(**base, passed=outcome.verdict == "PASS",
+                           detail=f"judge ({name}) {outcome.verdict}{tally}: {outcome.reason}",
+                           votes=votes, agreement=outcome.agreement)
+
+
+def _grounded_result(record: Record, criterion: ResolvedCriterion,
+                     outcomes: dict[JudgeKey, JudgeOutcome]) -> CriterionResult:
+    p = criterion.params
+    base = {"id": criterion.id, "kind": criterion.kind, "check": "grounded"}
+    if not p.get("context"):
+        return CriterionResult(**base, passed=True, detail="the case has no context to "
+                               "ground against; not checked")
+    scored = split_and_score(record.text or "", p["context"], p["supported_at"],
+                             p["unsupported_below"])
+    claims: list[ClaimResult] = []
+    errors = []
+    for i, s in enumerate(scored):
+        status, by, why = s.status, "lexical", s.why
+        if status == "undecided":
+            if p["undecided"] == "judge":
+                got = outcomes.get(_key(record, criterion.id, i))
+                by = "judge"
+                if got is None:
+                    status, why = "unsupported", NOT_JUDGED
+                    errors.append(NOT_JUDGED)
+                elif got.verdict is None:
+                    status, why = "unsupported", f"judge error: {got.error}"
+                    errors.append(got.error or "judge error")
+                else:
+                    status = "supported" if got.verdict == "PASS" else "unsupported"
+                    why = f"{why}; judge {got.verdict}: {got.reason}"
+            else:
+                status = "supported" if p["undecided"] == "pass" else "unsupported"
+                by = f"undecided -> {p['undecided']}"
+        claims.append(ClaimResult(text=s.text, support=round(s.support, 3), status=status,
+                                  by=by, detail=why))
+    bad = [c for c in claims if c.status != "supported"]
+    if bad:
+        shown = "; ".join(f"{c.text[:80]!r} ({c.detail})" for c in bad[:3])
+        detail = f"{len(bad)} of {len(claims)} claim(s) unsupported: {shown}"
+    else:
+        judged = sum(1 for c in claims if c.by == "judge")
+        detail = f"all {len(claims)} claim(s) supported by the context" + (
+            f" ({judged} decided by the judge)" if judged else "")
+    return CriterionResult(**base, passed=not bad, detail=detail, claims=claims,
+                           error=errors[0] if errors else None)
+
+
+def judge_requests(record: Record, entry: Any) -> list[JudgeRequest]:
+    """What the judge must decide for this record: each `judge` criterion (x judge_samples),
+    and each claim the lexical grounding pass left undecided."""
+    if not record.ok or record.text is None:
+        return []
+    out = []
+    base = record.sample * 100_000
+    for criterion in entry.criteria:
+        p = criterion.params
+        if criterion.check == "judge":
+            out.append(JudgeRequest(_key(record, criterion.id), entry, p["template_text"],
+                                    record.text, p.get("instructions"), p["judge_samples"],
+                                    base))
+        elif criterion.check == "grounded" and p.get("context") and p["undecided"] == "judge":
+            scored = split_and_score(record.text, p["context"], p["supported_at"],
+                                     p["unsupported_below"])
+            for i, s in enumerate(scored):
+                if s.status == "undecided":
+                    out.append(JudgeRequest(_key(record, criterion.id, i), entry,
+                                            faithfulness_template(), s.text, None, 1,
+                                            base + 1000 * (i + 1)))
+    return out
+
+
+_FAITHFULNESS: list[str] = []
+
+
+def faithfulness_template() -> str:
+    if not _FAITHFULNESS:
+        from importlib.resources import files
+
+        _FAITHFULNESS.append((files("evalgate.graders") / "judge_templates" /
+                              "faithfulness.j2").read_text("utf-8"))
+    return _FAITHFULNESS[0]
+
+
+@dataclass
+class GradingSummary:
+    """What the run result reports about the grading phase."""
+
+    judge_model: str | None = None
+    judge_calls: int = 0
+    judge_cost_usd: float = 0.0
+    judge_errors: int = 0
+    judge_agreement: float | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def needs_judge(entries: Sequence[Any]) -> bool:
+    return any(c.check == "judge" or (c.check == "grounded" and c.params["undecided"] == "judge"
+                                      and c.params.get("context"))
+               for e in entries for c in e.criteria)
+
+
+def grading_phase(project: Any, records: Sequence[Record], concurrency: int) -> GradingSummary:
+    """Ask the judge what the rubrics need (after all model calls), then grade every record
+    with the verdicts and its rubric's pass rule."""
+    entries = project.entries_by_key()
+    judged = JudgeRun()
+    judge_model = getattr(project, "judge", None)
+    if judge_model is not None:
+        requests = [req for r in records for req in judge_requests(r, entries[r.key])]
+        if requests:
+            from evalgate.run import simulator_for
+
+            with simulator_for([judge_model], project.entries) as sim_url:
+                judged = run_judge(judge_model, requests, concurrency,
+                                   project.gate.config.gate.seed + 7, sim_url)
+    for record in records:
+        entry = entries[record.key]
+        grade(record, entry.criteria, judged, getattr(entry, "min_score", None))
+    agreements = [o.agreement for o in judged.outcomes.values() if o.agreement is not None]
+    return GradingSummary(
+        judge_model=judged.model, judge_calls=judged.calls,
+        judge_cost_usd=judged.cost_usd,
+        judge_errors=sum(1 for o in judged.outcomes.values() if o.verdict is None),
+        judge_agreement=sum(agreements) / len(agreements) if agreements else None)
+
+
+__all__ = ["CHECKS", "grade", "grading_phase", "judge_requests"]

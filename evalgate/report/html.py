@@ -459,6 +459,12 @@ def run_facts(result: RunResult) -> list[tuple[str, str]]:
         ("concurrency", f"{result.concurrency}"),
         ("wall time", f"{result.wall_time_s:,.2f} s"),
         ("total spend", usd(result.total_cost_usd)),
+        *([("judge", f"{result.judge_model}: {result.judge_calls} calls, "
+                     f"{usd(result.judge_cost_usd)} (not in the spend above), "
+                     f"{result.judge_errors} judge errors"
+                     + (f", vote agreement {result.judge_agreement:.0%}"
+                        if result.judge_agreement is not None else ""))]
+          if result.judge_calls else []),
         ("alpha (one-sided)", f"{result.alpha:g}"),
         ("on_inconclusive", result.on_inconclusive),
         ("canary_failures", result.canary_failures),

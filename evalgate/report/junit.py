@@ -100,6 +100,9 @@ def _run_properties(result: RunResult) -> list[tuple[str, object]]:
               ("calls_from_journal", result.calls_from_journal),
               ("latency_from_cache", result.calls_from_cache > 0),
               ("partial", result.partial)]
+    if result.judge_calls:
+        props += [("judge_calls", result.judge_calls), ("judge_cost_usd", result.judge_cost_usd),
+                  ("judge_errors", result.judge_errors)]
     return props
 
 
