@@ -139,6 +139,34 @@ class ComparisonInfo(BaseModel):
     extra_in_baseline: list[str] = Field(default_factory=list)
 
 
+class SequentialLook(BaseModel):
+    """One look of a sequential run: how much data, the boundary, what it decided."""
+
+    look: int
+    canaries: int
+    fraction: float
+    z_bound: float
+    nominal_alpha: float
+    decided: dict[str, str] = Field(default_factory=dict)
+    curtailed: dict[str, str] = Field(default_factory=dict)
+
+
+class SequentialInfo(BaseModel):
+    """How a sequential run (gate.sequential) went: its looks and why it stopped."""
+
+    looks: list[float]
+    alpha: float
+    spending: str
+    canaries_planned: int
+    looks_done: int
+    looks_planned: int
+    stopped_early: bool
+    reason: str
+    calls_planned: int
+    calls_saved: int
+    analyses: list[SequentialLook] = Field(default_factory=list)
+
+
 class RunResult(BaseModel):
     schema_version: int = SCHEMA_VERSION
     evalgate_version: str
@@ -171,6 +199,9 @@ class RunResult(BaseModel):
     total_cost_usd: float = 0.0  # spend of this run's calls (candidate and a live baseline)
     shard: str | None = None  # "I/N" for one slice of a sharded run; None when whole
     calls_from_cache: int = 0
+    calls_planned: int | None = None  # planned calls (candidate + live baseline); None: unknown
+    calls_saved_sequential: int = 0  # planned calls a sequential stop made unnecessary
+    sequential: SequentialInfo | None = None
 
     def record_map(self) -> dict[str, Record]:
         return {r.record_id: r for r in self.records}

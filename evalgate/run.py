@@ -20,8 +20,9 @@ from evalgate.baseline import Baseline
 from evalgate.compare import align_keys
 from evalgate.config import LoadedModel
 from evalgate.executor import Executor, Step, run_jobs
+from evalgate.gate import overall_verdict
 from evalgate.graders.grade import grade
-from evalgate.guardrails import decide_gate, power_warnings
+from evalgate.guardrails import decide_gate, plan_guardrails, power_warnings
 from evalgate.project import CaseEntry, PlannedCall, Project, plan_calls
 from evalgate.providers import make_provider
 from evalgate.results import (
@@ -32,6 +33,7 @@ from evalgate.results import (
     RunEnvironment,
     RunResult,
 )
+from evalgate.sequential import SequentialGate, looks_of
 
 CANDIDATE, BASELINE = "candidate", "baseline"
 
@@ -78,10 +80,24 @@ def case_fingerprint(entry: CaseEntry) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+async def run_looks(jobs: list[list[Step]], concurrency: int, looks: SequentialGate
+                    ) -> list[list[Record]]:
+    """Sequential gating: the jobs in look-sized batches, stopping once a look decides."""
+    looks.calls_planned = sum(len(job) for job in jobs)
+    done: list[list[Record]] = []
+    for batch in looks.batches([job[0][1].entry.key for job in jobs]):
+        part = await run_jobs([jobs[i] for i in batch], concurrency)
+        done += part
+        if looks.after_look([r for job in part for r in job]):
+            break
+    return done
+
+
 def make_calls(project: Project, selected: Collection[str] | None, concurrency: int,
-               baseline_model: LoadedModel | None) -> tuple[list[Record], list[Record]]:
+               baseline_model: LoadedModel | None, looks: SequentialGate | None = None
+               ) -> tuple[list[Record], list[Record]]:
     """Make the candidate's calls and, for a live baseline, the baseline's: each canary's two
-    requests go back to back in a random (seeded) order on one lane."""
+    requests go back to back in a random (seeded) order on one lane. With `looks`, in looks."""
     cfg = project.gate.config
     cand_calls = select_calls(plan_calls(project.candidate, project.entries, cfg.samples),
                               selected)
@@ -100,7 +116,8 @@ def make_calls(project: Project, selected: Collection[str] | None, concurrency: 
             order = random.Random(cfg.gate.seed)
             for job, call in zip(jobs, base_calls, strict=True):
                 job.insert(order.randrange(2), (base, call, BASELINE))
-        done = asyncio.run(run_jobs(jobs, concurrency))
+        done = asyncio.run(run_jobs(jobs, concurrency) if looks is None
+                           else run_looks(jobs, concurrency, looks))
     records = [r for job in done for r in job]
     return ([r for r in records if r.config == CANDIDATE],
             [r for r in records if r.config == BASELINE])
@@ -151,11 +168,13 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     t0 = time.perf_counter()
     workers = concurrency or cfg.concurrency
     live = baseline.model if baseline is not None else None
-    cand_records, base_records = make_calls(project, selected, workers, live)
     entries = project.entries_by_key()
-    for record in [*cand_records, *base_records]:
-        grade(record, entries[record.key].criteria)
     fingerprints = {e.key: case_fingerprint(e) for e in project.entries}
+    looks = sequential_gate(project, selected, baseline, fingerprints)
+    cand_records, base_records = make_calls(project, selected, workers, live, looks)
+    if looks is None:
+        for record in [*cand_records, *base_records]:
+            grade(record, entries[record.key].criteria)
     comparison, warnings = None, []
     if baseline is not None and baseline.saved is not None:
         keys = {r.key for r in cand_records}
@@ -165,9 +184,15 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         comparison = ComparisonInfo(compared=len({r.key for r in cand_records}))
     decision = decide_gate(cfg.gate, cand_records,
                            base_records if baseline is not None else None, cfg.samples)
-    warnings += power_warnings(decision["verdicts"])
     model = project.candidate
     all_records = [*cand_records, *(base_records if live is not None else [])]
+    planned, seq_info = len(all_records), None
+    if looks is not None:  # the verdicts of the looks, at their nominal levels
+        decision["verdicts"] = looks.verdicts()
+        decision["verdict"] = overall_verdict([v.verdict for v in decision["verdicts"]])
+        planned = looks.calls_planned
+        seq_info = looks.info(planned, len(all_records))
+    warnings += power_warnings(decision["verdicts"])
     return RunResult(
         evalgate_version=__version__,
         run_id=run_id or uuid.uuid4().hex[:12],
@@ -182,6 +207,9 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         samples=cfg.samples,
         concurrency=workers,
         calls_made=sum(len(r.attempts) for r in all_records),
+        calls_planned=planned,
+        calls_saved_sequential=planned - len(all_records),
+        sequential=seq_info,
         records=cand_records,
         **decision,
         canary_failures=cfg.canary_failures,
@@ -193,6 +221,26 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         environment=environment(project.gate.root),
         total_cost_usd=sum(r.cost_usd or 0.0 for r in all_records),
     )
+
+
+def sequential_gate(project: Project, selected: Collection[str] | None,
+                    baseline: Baseline | None, fingerprints: dict[str, str]
+                    ) -> SequentialGate | None:
+    """The look runner when `gate.sequential` is on (None otherwise)."""
+    cfg = project.gate.config
+    fractions = looks_of(cfg.gate.sequential)
+    if fractions is None:
+        return None
+    entries = project.entries_by_key()
+    saved = None
+    if baseline is not None and baseline.saved is not None:
+        keys = {c.entry.key for c in select_calls(
+            plan_calls(project.candidate, project.entries, cfg.samples), selected)}
+        saved = saved_baseline_records(project, baseline, keys, fingerprints)[0]
+    return SequentialGate(cfg.gate, plan_guardrails(cfg.gate, baseline is not None), fractions,
+                          cfg.samples, lambda r: grade(r, entries[r.key].criteria),
+                          saved_baseline=saved,
+                          live_baseline=baseline is not None and baseline.model is not None)
 
 
 def environment(root: Path) -> RunEnvironment:
