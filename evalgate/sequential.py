@@ -29,10 +29,13 @@ Rules (`SequentialGate`):
 * a tested guardrail's verdict is locked at the first look where it is PASS or FAIL;
 * the calls stop when every tested guardrail is locked, or when one is FAIL (the gate is then
   FAIL whatever comes next);
-* curtailment: with one sample per canary, an absolute rate cap or floor whose final-look
-  verdict can no longer change whatever the remaining canaries answer (e.g. the cap is already
-  exceeded even if every remaining canary passes) is decided now - deterministically, so it
-  changes no error rate;
+* curtailment: a guardrail whose final-look verdict can no longer change whatever the remaining
+  canaries answer is decided now - deterministically, so it changes no error rate. Implemented
+  for a p95 SLO (FAIL: already too many answers above the SLO even if every remaining canary
+  answers instantly; matters early, where 0.95^n < alpha_k is not yet met, so the interim test
+  cannot decide) and for one-sample rate caps and floors (the extreme completions, all good or
+  all bad, decide). For the rate caps the interim boundary always decides first (checked
+  exhaustively for N <= 300 over thirds), so there it is a safety net only;
 * point guardrails (no test) do not steer stopping; they are judged on the data at the stop.
 
 Approximation, stated: the independent-increments structure is exact for means and score tests
@@ -356,14 +359,24 @@ class SequentialGate:
         return True
 
     def _curtail(self, g: Any, v: Any, cand: Sequence[Any], final_alpha: float) -> str | None:
-        if g.kind != "rate_cap" or self.samples != 1 or g.bound is None:
-            return None
+        """The final-look verdict if no answer of the remaining canaries can change it."""
         from evalgate.guardrails import EXTRACT, per_canary
 
         values = per_canary(cand, EXTRACT[g.metric])
-        bad = sum(1 for x in values.values() if (x >= 0.5) == (g.worse == "higher"))
-        seen = len({r.key for r in cand})
-        return curtail_rate(bad, len(values), self.total - seen, g.bound, g.worse, final_alpha)
+        remaining = self.total - len({r.key for r in cand})
+        if g.kind == "rate_cap" and self.samples == 1 and g.bound is not None:
+            bad = sum(1 for x in values.values() if (x >= 0.5) == (g.worse == "higher"))
+            return curtail_rate(bad, len(values), remaining, g.bound, g.worse, final_alpha)
+        if g.kind == "p95_slo" and g.bound is not None and values:
+            # The order-statistic test only counts values above the SLO, and one more value at
+            # or below it (or a canary that errors) can only weaken a FAIL: so if the run
+            # FAILs even when every remaining canary answers instantly, it FAILs.
+            from evalgate.stats import p95_slo_test
+
+            best = np.concatenate([np.fromiter(values.values(), float), np.zeros(remaining)])
+            if p95_slo_test(best, g.bound, final_alpha).verdict == "FAIL":
+                return "FAIL"
+        return None
 
     def verdicts(self) -> list[Any]:
         """Final verdicts: locked ones from their look; the rest from the last look."""
