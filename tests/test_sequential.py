@@ -188,3 +188,18 @@ def test_bad_looks_are_a_located_config_error(tmp_path: Path) -> None:
     seq_project(tmp_path, 10, 0.0, {"looks": [0.5, 0.9]})
     with pytest.raises(ConfigError, match="last look"):
         load_project(tmp_path)
+
+
+def test_calls_saved_spend_and_wall_time_in_every_report(tmp_path: Path) -> None:
+    from evalgate.report import write_all
+    from evalgate.summary import summary_lines
+
+    result = run_project(load_project(seq_project(tmp_path / "p", 300, 0.0)))
+    expected = "100 made (100 HTTP attempts) of 300 planned, 200 saved (0 from cache, 200 by a " \
+               "sequential stop after look 1/3"
+    terminal = "\n".join(summary_lines(result))
+    assert expected in terminal and "wall time" in terminal and "spend $" in terminal
+    paths = write_all(result, tmp_path / "reports", step_summary=False)
+    texts = {p.suffix: p.read_text() for p in paths}
+    assert expected in texts[".md"]
+    assert expected in texts[".html"] and "nominal alpha 0.000687" in texts[".html"]
