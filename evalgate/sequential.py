@@ -46,6 +46,7 @@ resulting false PASS / false FAIL rates by simulation.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import math
@@ -180,6 +181,11 @@ def obrien_fleming_bounds(fractions: Sequence[float], alpha: float,
     return [c / math.sqrt(t) for t in ts]
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_bounds(fractions: tuple[float, ...], alpha: float) -> list[float]:
+    return spending_bounds(fractions, alpha)
+
+
 def nominal_alphas(fractions: Sequence[float], alpha: float) -> list[float]:
     """The one-sided level each look's verdicts use: 1 - Phi(c_k)."""
     from scipy import stats  # imported on first use: ~0.5 s
@@ -293,8 +299,7 @@ class SequentialGate:
         return out
 
     def bounds(self) -> list[float]:
-        fractions = [s / self.total for s in self.sizes]
-        return spending_bounds(fractions, self.settings.alpha)
+        return _cached_bounds(tuple(s / self.total for s in self.sizes), self.settings.alpha)
 
     def after_look(self, new_records: Sequence[Any]) -> bool:
         """Grade this look's records, judge every guardrail; True means stop calling."""
