@@ -128,7 +128,8 @@ class _Recursion:
             f = stats.norm.pdf(grid / math.sqrt(t)) / math.sqrt(t)
         else:
             sd = math.sqrt(t - self.t)
-            kernel = stats.norm.pdf((grid[:, None] - self.grid[None, :]) / sd) / sd
+            u = (grid[:, None] - self.grid[None, :]) / sd
+            kernel = np.exp(-0.5 * u * u) / (sd * math.sqrt(2.0 * math.pi))
             f = kernel @ self.dens
         self.grid, self.dens, self.t = grid, f * _simpson(_GRID) * step, t
 
