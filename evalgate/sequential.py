@@ -36,6 +36,8 @@ Rules (`SequentialGate`):
   cannot decide) and for one-sample rate caps and floors (the extreme completions, all good or
   all bad, decide). For the rate caps the interim boundary always decides first (checked
   exhaustively for N <= 300 over thirds), so there it is a safety net only;
+* at interim looks a one-sample rate cap needs the exact Clopper-Pearson bound to agree with
+  its Wilson bound (Wilson is liberal far in the tail, where interim levels sit);
 * point guardrails (no test) do not steer stopping; they are judged on the data at the stop.
 
 Approximation, stated: the independent-increments structure is exact for means and score tests
@@ -336,6 +338,10 @@ class SequentialGate:
             note = (f"sequential look {k + 1}/{len(self.sizes)} ({size} of {self.total} "
                     f"canaries): one-sided nominal alpha {nominal:.3g} (O'Brien-Fleming "
                     f"spending of {self.settings.alpha:g})")
+            if v.verdict != "INCONCLUSIVE" and not last_look and not self._exact_agrees(
+                    g, v, cand, nominal):
+                v = v.model_copy(update={"verdict": "INCONCLUSIVE"})
+                verdicts = [v if x.guardrail == g.name else x for x in verdicts]
             if v.verdict != "INCONCLUSIVE":
                 self.locked[g.name] = v.model_copy(update={"note": _join(v.note, note)})
                 outcome.decided[g.name] = v.verdict
@@ -363,6 +369,27 @@ class SequentialGate:
             return False
         self.stopped_early = True
         return True
+
+    def _exact_agrees(self, g: Any, v: Any, cand: Sequence[Any], nominal: float) -> bool:
+        """Interim looks of a one-sample rate cap also need the exact (Clopper-Pearson) bound.
+
+        Why: the Wilson score bound is liberal far in the tail, where interim levels sit (100
+        canaries on a 10% cap, nominal 0.00069: it FAILs with probability 0.0020); requiring
+        the exact bound too keeps each look at or below its spent alpha.
+        """
+        if g.kind != "rate_cap" or self.samples != 1 or g.bound is None:
+            return True
+        from evalgate.guardrails import EXTRACT, per_canary
+        from evalgate.stats import clopper_pearson_bounds
+
+        values = per_canary(cand, EXTRACT[g.metric])
+        if not values:
+            return True
+        count = sum(1 for x in values.values() if x >= 0.5)
+        low, high = clopper_pearson_bounds(count, len(values), nominal)
+        if v.verdict == "FAIL":
+            return low > g.bound if g.worse == "higher" else high < g.bound
+        return high < g.bound if g.worse == "higher" else low > g.bound
 
     def _curtail(self, g: Any, v: Any, cand: Sequence[Any], final_alpha: float) -> str | None:
         """The final-look verdict if no answer of the remaining canaries can change it."""

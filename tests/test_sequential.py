@@ -203,3 +203,28 @@ def test_calls_saved_spend_and_wall_time_in_every_report(tmp_path: Path) -> None
     texts = {p.suffix: p.read_text() for p in paths}
     assert expected in texts[".md"]
     assert expected in texts[".html"] and "nominal alpha 0.000687" in texts[".html"]
+
+
+def test_interim_rate_cap_needs_the_exact_bound_too() -> None:
+    """21 of the first 100 hallucinate against a 10% cap: Wilson's 99.93% lower bound (10.5%)
+    says FAIL, the exact Clopper-Pearson one (9.9%) does not, so look 1 does not lock it."""
+    from evalgate.config import GateSettings
+    from evalgate.guardrails import plan_guardrails
+    from evalgate.results import Record
+    from evalgate.sequential import SequentialGate
+
+    a1 = obf_spending(1 / 3, 0.05)
+    assert wilson_bounds(21, 100, a1)[0] > 0.10
+    from evalgate.stats import clopper_pearson_bounds
+    assert clopper_pearson_bounds(21, 100, a1)[0] < 0.10
+    settings = GateSettings.model_validate({"sequential": True,
+                                            "metrics": {"hallucination_rate": {"max": 0.10}}})
+    gate = SequentialGate(settings, plan_guardrails(settings, False), [1 / 3, 2 / 3, 1.0], 1,
+                          lambda r: r)
+    keys = [f"s/c{i}" for i in range(300)]
+    first = gate.batches(keys)[0]
+    recs = [Record(key=keys[i], set="s", case_id=keys[i], ok=True, text="x",
+                   hallucination=j < 21, passed=j >= 21, latency_ms=1.0)
+            for j, i in enumerate(first)]
+    assert gate.after_look(recs) is False
+    assert gate.outcomes[0].decided == {} and gate.last[0].verdict == "INCONCLUSIVE"
