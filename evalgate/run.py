@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib
 import json
 import platform
 import random
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Collection, Iterator, Sequence
@@ -159,6 +162,16 @@ def baseline_info(baseline: Baseline) -> BaselineInfo:
                         config=saved.candidate.config)
 
 
+def prefetch_statistics() -> threading.Thread:
+    """Import scipy (through evalgate.stats, ~0.5-0.7 s of CPU) in a thread while the calls
+    run: they mostly wait on the network, so the verdicts do not wait for the import after.
+    The main thread joins it before its own first use of scipy (statistics, a look)."""
+    thread = threading.Thread(target=importlib.import_module, args=("evalgate.stats",),
+                              name="evalgate-import-stats", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_project(project: Project, selected: Collection[str] | None = None,
                 concurrency: int | None = None, run_id: str | None = None,
                 baseline: Baseline | None = None) -> RunResult:
@@ -171,7 +184,12 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     entries = project.entries_by_key()
     fingerprints = {e.key: case_fingerprint(e) for e in project.entries}
     looks = sequential_gate(project, selected, baseline, fingerprints)
+    importer = prefetch_statistics() if "evalgate.stats" not in sys.modules else None
+    if looks is not None:
+        looks.ready = importer
     cand_records, base_records = make_calls(project, selected, workers, live, looks)
+    if importer is not None:  # never import scipy from two threads at once
+        importer.join()
     if looks is None:
         for record in [*cand_records, *base_records]:
             grade(record, entries[record.key].criteria)

@@ -287,6 +287,7 @@ class SequentialGate:
         self.stop_reason = "all looks done"
         self.stopped_early = False
         self.calls_planned = 0
+        self.ready: Any = None  # a thread importing scipy: joined before the first look
 
     def batches(self, keys: Sequence[str]) -> list[list[int]]:
         """Job indices per look; `keys` holds each job's canary key (samples share one)."""
@@ -306,6 +307,8 @@ class SequentialGate:
 
     def after_look(self, new_records: Sequence[Any]) -> bool:
         """Grade this look's records, judge every guardrail; True means stop calling."""
+        if self.ready is not None:
+            self.ready.join()
         from scipy import stats  # imported on first use: ~0.5 s
 
         from evalgate.guardrails import evaluate
