@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from evalgate.config import TESTED_BOUNDS, GateSettings
 from evalgate.gate import judge_metric, overall_verdict
 from evalgate.metrics import compute_metrics
 from evalgate.results import GuardrailVerdict, Record, ThresholdOut
+
+if TYPE_CHECKING:  # numpy is imported on first use: the pytest side plans guardrails only
+    import numpy as np
 
 VS_BASELINE = "_vs_baseline"
 
@@ -91,6 +92,8 @@ def per_canary(records: Sequence[Record], extract: Extract) -> dict[str, float]:
 
 
 def paired(cand: dict[str, float], base: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
     keys = sorted(cand.keys() & base.keys())
     return np.array([cand[k] for k in keys]), np.array([base[k] for k in keys])
 
@@ -165,6 +168,8 @@ def evaluate(settings: GateSettings, plan: list[Guardrail], cand_records: Sequen
              base_records: Sequence[Record] | None, metrics: dict[str, float | None],
              samples: int) -> list[GuardrailVerdict]:
     """Verdicts for every planned guardrail, Holm-adjusted across the run's regression tests."""
+    import numpy as np
+
     from evalgate import stats
 
     verdicts: dict[str, GuardrailVerdict] = {}

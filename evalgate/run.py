@@ -14,9 +14,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from evalgate import __version__
 from evalgate.baseline import Baseline
@@ -39,6 +40,7 @@ from evalgate.results import (
 from evalgate.sequential import SequentialGate, looks_of
 
 CANDIDATE, BASELINE = "candidate", "baseline"
+T = TypeVar("T")
 
 
 def sim_cases(entries: list[CaseEntry]) -> list[object]:
@@ -162,6 +164,19 @@ def baseline_info(baseline: Baseline) -> BaselineInfo:
                         config=saved.candidate.config)
 
 
+def in_background(fn: Callable[..., T], *args: object) -> Callable[[], T]:
+    """Start fn(*args) in a thread now (e.g. `git` while the calls run); call to wait for it."""
+    box: list[T] = []
+    thread = threading.Thread(target=lambda: box.append(fn(*args)), daemon=True)
+    thread.start()
+
+    def result() -> T:
+        thread.join()
+        return box[0] if box else fn(*args)
+
+    return result
+
+
 def prefetch_statistics() -> threading.Thread:
     """Import scipy (through evalgate.stats, ~0.5-0.7 s of CPU) in a thread while the calls
     run: they mostly wait on the network, so the verdicts do not wait for the import after.
@@ -184,6 +199,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     entries = project.entries_by_key()
     fingerprints = {e.key: case_fingerprint(e) for e in project.entries}
     looks = sequential_gate(project, selected, baseline, fingerprints)
+    where = in_background(environment, project.gate.root)
     importer = prefetch_statistics() if "evalgate.stats" not in sys.modules else None
     if looks is not None:
         looks.ready = importer
@@ -236,7 +252,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         baseline_records=base_records,
         comparison=comparison,
         warnings=warnings,
-        environment=environment(project.gate.root),
+        environment=where(),
         total_cost_usd=sum(r.cost_usd or 0.0 for r in all_records),
     )
 

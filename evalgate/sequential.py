@@ -54,9 +54,10 @@ import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy and scipy are imported on first use (see run.prefetch_statistics)
+    import numpy as np
 
 DEFAULT_LOOKS = (1 / 3, 2 / 3, 1.0)
 _GRID = 1201          # points of the integration grid per look (odd: Simpson weights)
@@ -90,6 +91,8 @@ def _check_fractions(fractions: Sequence[float]) -> list[float]:
 
 
 def _simpson(m: int) -> np.ndarray:
+    import numpy as np
+
     w = np.ones(m)
     w[1:-1:2], w[2:-1:2] = 4.0, 2.0
     return w / 3.0
@@ -120,6 +123,7 @@ class _Recursion:
 
     def advance(self, t: float, z: float) -> None:
         """Condition on not stopping at fraction t (continuation region below z, or |Z| < z)."""
+        import numpy as np
         from scipy import stats  # imported on first use: ~0.5 s
 
         b = z * math.sqrt(t)
@@ -396,6 +400,8 @@ class SequentialGate:
 
     def _curtail(self, g: Any, v: Any, cand: Sequence[Any], final_alpha: float) -> str | None:
         """The final-look verdict if no answer of the remaining canaries can change it."""
+        import numpy as np
+
         from evalgate.guardrails import EXTRACT, per_canary
 
         values = per_canary(cand, EXTRACT[g.metric])
