@@ -125,7 +125,7 @@ def one(s: Scenario, n: int, alpha: float, rng: np.random.Generator
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--n", type=int, default=300, help="canaries per run")
-    p.add_argument("--reps", type=int, default=1000, help="replications per scenario")
+    p.add_argument("--reps", type=int, default=800, help="replications per scenario")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=20261123)
     p.add_argument("--quick", action="store_true", help="200 replications per scenario")
