@@ -221,7 +221,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     model = project.candidate
     all_records = [*cand_records, *(base_records if live is not None else [])]
     planned, seq_info = len(all_records), None
-    if looks is not None:  # the verdicts of the looks, at their nominal levels
+    if looks is not None and looks.outcomes:  # the looks' verdicts, at their nominal levels
         decision["verdicts"] = looks.verdicts()
         decision["verdict"] = overall_verdict([v.verdict for v in decision["verdicts"]])
         planned = looks.calls_planned

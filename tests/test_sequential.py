@@ -27,6 +27,8 @@ from evalgate.sequential import (
 from evalgate.stats import wilson_bounds
 from tests.conftest import make_cases, sim_model, write_project
 
+pytest_plugins = ["pytester"]
+
 THIRDS = [1 / 3, 2 / 3, 1.0]
 
 
@@ -228,3 +230,19 @@ def test_interim_rate_cap_needs_the_exact_bound_too() -> None:
             for j, i in enumerate(first)]
     assert gate.after_look(recs) is False
     assert gate.outcomes[0].decided == {} and gate.last[0].verdict == "INCONCLUSIVE"
+
+
+def test_pytest_skips_the_canaries_a_sequential_stop_left_uncalled(
+        pytester: pytest.Pytester) -> None:
+    seq_project(pytester.path, 300, 0.0)
+    result = pytester.runpytest_subprocess("--evalgate", "-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(passed=100 + 2, skipped=200)
+    result.stdout.fnmatch_lines(["*200 saved (0 from cache, 200 by a sequential stop*",
+                                 "*not called: sequential gating stopped after look 1/3*"])
+    assert result.ret == 0
+
+
+def test_nothing_selected_with_sequential_on(tmp_path: Path) -> None:
+    result = run_project(load_project(seq_project(tmp_path, 30, 0.0)), selected=set())
+    assert result.records == [] and result.sequential is None
+    assert {v.verdict for v in result.verdicts} == {"INCONCLUSIVE"}
