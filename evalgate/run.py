@@ -204,11 +204,11 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     if looks is not None:
         looks.ready = importer
     cand_records, base_records = make_calls(project, selected, workers, live, looks)
-    if importer is not None:  # never import scipy from two threads at once
-        importer.join()
     if looks is None:
         for record in [*cand_records, *base_records]:
             grade(record, entries[record.key].criteria)
+    if importer is not None:  # never import scipy from two threads at once
+        importer.join()
     comparison, warnings = None, []
     if baseline is not None and baseline.saved is not None:
         keys = {r.key for r in cand_records}
