@@ -68,7 +68,8 @@ def write_project(root: Path, n: int, base_url: str) -> None:
 
 
 def env() -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    out = {k: v for k, v in os.environ.items()
+           if not k.startswith("PYTEST_") and k != "PYTHONDONTWRITEBYTECODE"}
     out["NO_PROXY"] = out["no_proxy"] = "127.0.0.1,localhost"
     return out
 
