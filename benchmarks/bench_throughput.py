@@ -9,7 +9,7 @@ functions that own them:
 
   startup+plugins  interpreter, imports, plugin load, config (the rest)
   collection       pytest's collection of the canary items (Session.perform_collect)
-  calls            the executor: make_calls (plan, HTTP, event loop)
+  calls            own time of the HTTP stack, the event loop and the executor
   grading          graders.grade.grade
   statistics       guardrails.decide_gate
   result JSON      results.write_result
@@ -37,7 +37,6 @@ import bench_overhead as bo  # the shared project/simulator helpers
 
 PHASES = [  # (label, file suffix, function name) - the first match in the profile wins
     ("collection", "_pytest/main.py", "perform_collect"),
-    ("calls", "evalgate/run.py", "make_calls"),
     ("grading", "evalgate/graders/grade.py", "grade"),
     ("statistics", "evalgate/guardrails.py", "decide_gate"),
     ("result JSON", "evalgate/results.py", "write_result"),
@@ -45,6 +44,10 @@ PHASES = [  # (label, file suffix, function name) - the first match in the profi
     ("pytest items", "_pytest/runner.py", "runtestprotocol"),
     ("terminal summary", "_pytest/terminal.py", "pytest_terminal_summary"),
 ]
+
+
+CALL_STACK = ("/httpx/", "/httpcore/", "/anyio/", "/h11/", "/asyncio/", "/selectors.py",
+              "/ssl.py", "/socket.py", "/evalgate/executor.py", "/evalgate/providers/")
 
 
 def phases(profile: Path) -> tuple[list[tuple[str, float]], float]:
@@ -57,6 +60,11 @@ def phases(profile: Path) -> tuple[list[tuple[str, float]], float]:
         cum = sum(ct for (file, _, func), (_, _, _, ct, _) in raw.items()
                   if func == name and file.replace("\\", "/").endswith(suffix))
         out.append((label, cum))
+    # The calls by own time of the HTTP stack and the event loop: cProfile drops the frames
+    # that were open across the event loop here (make_calls, asyncio.run), so no cumtime.
+    calls = sum(tt for (file, _, _), (_, _, tt, _, _) in raw.items()
+                if any(part in file.replace("\\", "/") for part in CALL_STACK))
+    out.insert(1, ("calls (HTTP + event loop)", calls))
     return out, total
 
 
