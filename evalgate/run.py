@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from evalgate import __version__
 from evalgate.baseline import Baseline
@@ -85,6 +85,20 @@ def case_fingerprint(entry: CaseEntry) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+class GradingExecutor(Executor):
+    """Grades each answer as soon as it arrives, while the other calls still wait on the
+    network, instead of all of them after the last call (the profile's largest post-call
+    cost)."""
+
+    def __init__(self, *args: Any, entries: dict[str, CaseEntry], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.entries = entries
+
+    async def call(self, *args: Any, **kwargs: Any) -> Record:
+        record = await super().call(*args, **kwargs)
+        return grade(record, self.entries[record.key].criteria)
+
+
 async def run_looks(jobs: list[list[Step]], concurrency: int, looks: SequentialGate
                     ) -> list[list[Record]]:
     """Sequential gating: the jobs in look-sized batches, stopping once a look decides."""
@@ -110,12 +124,13 @@ def make_calls(project: Project, selected: Collection[str] | None, concurrency: 
         return [], []
     models = [project.candidate] + ([baseline_model] if baseline_model else [])
     with simulator_for(models, project.entries) as sim_url:
-        cand = Executor(project.candidate, make_provider(project.candidate, sim_url),
-                        concurrency, cfg.gate.seed)
+        entries = project.entries_by_key()
+        cand = GradingExecutor(project.candidate, make_provider(project.candidate, sim_url),
+                               concurrency, cfg.gate.seed, entries=entries)
         jobs: list[list[Step]] = [[(cand, call, CANDIDATE)] for call in cand_calls]
         if baseline_model is not None:
-            base = Executor(baseline_model, make_provider(baseline_model, sim_url), concurrency,
-                            cfg.gate.seed + 1)
+            base = GradingExecutor(baseline_model, make_provider(baseline_model, sim_url),
+                                   concurrency, cfg.gate.seed + 1, entries=entries)
             base_calls = select_calls(plan_calls(baseline_model, project.entries, cfg.samples),
                                       selected)
             order = random.Random(cfg.gate.seed)
@@ -196,7 +211,6 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     t0 = time.perf_counter()
     workers = concurrency or cfg.concurrency
     live = baseline.model if baseline is not None else None
-    entries = project.entries_by_key()
     fingerprints = {e.key: case_fingerprint(e) for e in project.entries}
     looks = sequential_gate(project, selected, baseline, fingerprints)
     where = in_background(environment, project.gate.root)
@@ -204,9 +218,6 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     if looks is not None:
         looks.ready = importer
     cand_records, base_records = make_calls(project, selected, workers, live, looks)
-    if looks is None:
-        for record in [*cand_records, *base_records]:
-            grade(record, entries[record.key].criteria)
     if importer is not None:  # never import scipy from two threads at once
         importer.join()
     comparison, warnings = None, []
@@ -265,14 +276,13 @@ def sequential_gate(project: Project, selected: Collection[str] | None,
     fractions = looks_of(cfg.gate.sequential)
     if fractions is None:
         return None
-    entries = project.entries_by_key()
     saved = None
     if baseline is not None and baseline.saved is not None:
         keys = {c.entry.key for c in select_calls(
             plan_calls(project.candidate, project.entries, cfg.samples), selected)}
         saved = saved_baseline_records(project, baseline, keys, fingerprints)[0]
     return SequentialGate(cfg.gate, plan_guardrails(cfg.gate, baseline is not None), fractions,
-                          cfg.samples, lambda r: grade(r, entries[r.key].criteria),
+                          cfg.samples, lambda r: r,  # the executor grades as answers come
                           saved_baseline=saved,
                           live_baseline=baseline is not None and baseline.model is not None)
 
