@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -92,6 +93,22 @@ class VsBaseline(Strict):
     score: float | None = Field(None, ge=0, le=1)                # drop in mean rubric score
 
 
+class SequentialSettings(Strict):
+    """Sequential gating: the information fractions (shares of canaries) at which to look."""
+
+    looks: list[float] = Field(default_factory=lambda: [1 / 3, 2 / 3, 1.0],
+                               min_length=1, max_length=20)
+
+    @field_validator("looks")
+    @classmethod
+    def _increasing(cls, looks: list[float]) -> list[float]:
+        if any(not 0 < t <= 1 for t in looks) or any(b <= a for a, b in itertools.pairwise(looks)):
+            raise ValueError("looks must increase strictly within (0, 1], e.g. [0.33, 0.67, 1.0]")
+        if looks[-1] != 1.0:
+            raise ValueError("the last look must be 1.0 (all canaries)")
+        return looks
+
+
 class GateSettings(Strict):
     alpha: float = Field(0.05, gt=0, lt=0.5)
     on_inconclusive: Literal["fail", "warn", "pass"] = "fail"
@@ -104,6 +121,8 @@ class GateSettings(Strict):
     seed: int = 0
     # Thresholds per route of a router candidate: {route name: {metric: {max/min}}}.
     routes: dict[str, dict[MetricName, Threshold]] = Field(default_factory=dict)
+    # Opt-in sequential gating (evalgate/sequential.py): `true` for looks at 1/3, 2/3, all.
+    sequential: bool | SequentialSettings = False
 
     @model_validator(mode="after")
     def _tested_bounds(self) -> GateSettings:

@@ -106,6 +106,10 @@ def merge_results(results: Sequence[RunResult]) -> RunResult:
         "calls_from_cache": sum(r.calls_from_cache for r in results),
         "calls_from_journal": sum(r.calls_from_journal for r in results),
         "partial": any(r.partial for r in results),
+        "calls_planned": None if any(r.calls_planned is None for r in results)
+        else sum(r.calls_planned or 0 for r in results),
+        "calls_saved_sequential": sum(r.calls_saved_sequential for r in results),
+        "sequential": None,  # each shard's looks are its own; the merged gate is decided anew
         "total_cost_usd": math.fsum(r.total_cost_usd for r in results),  # any order
         **merged_judge(results),
         "records": records,

@@ -17,7 +17,6 @@ created 0o600 in 0o700 directories.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -321,6 +320,23 @@ class Recorder:
         return record
 
 
+class Replay:
+    """Stands in for an Executor in a job step whose answer is already known (journal, cache):
+    the step stays in its job, so the runner (and a sequential look) sees every canary, but no
+    call is made."""
+
+    def __init__(self, inner: Any, record: Record) -> None:
+        self.inner = inner
+        self.record = record
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def call(self, client: Any, call: PlannedCall, label: str, *args: Any,
+                   **kwargs: Any) -> Record:
+        return self.record
+
+
 @dataclass
 class Persistence:
     """Journal and cache for one run; what make_calls reused, and whether it was cut short."""
@@ -340,10 +356,10 @@ class Persistence:
 
     def run(self, jobs: Sequence[Sequence[tuple[Any, PlannedCall, str]]], key: str,
             runner: Callable[[list[list[Any]]], Any]) -> list[list[Record]]:
-        """Run `jobs` (lists of (executor, call, label) steps) with `runner` (a coroutine
-        function over the jobs still to make): reuse journaled and cached answers, journal and
-        cache new ones as they finish. Ctrl-C: the calls in flight are cancelled, the journal
-        is flushed and what finished is returned with `partial` set."""
+        """Run `jobs` (lists of (executor, call, label) steps) with `runner` (a function over
+        the jobs, journaled and cached answers replayed in place as `Replay` steps): journal
+        and cache new answers as they finish. Ctrl-C: the calls in flight are cancelled, the
+        journal is flushed and what finished is returned with `partial` set."""
         self.planned = sum(len(job) for job in jobs)
         path = journal_path(self.root, key)
         old: list[Record] = []
@@ -399,6 +415,7 @@ class Persistence:
                         self.from_journal += 1
                         if cache is not None:  # the killed run may not have stored it there
                             cache.put(key_of(executor, call), found)
+                        steps.append((Replay(executor, found), call, label))
                         continue
                     # The key is computed here, before the run, also for a cache that only
                     # writes: the sink on the event loop then only looks it up.
@@ -409,11 +426,12 @@ class Persistence:
                         done[(label, call.record_id)] = record
                         if journal is not None:
                             journal.append(record)
+                        steps.append((Replay(executor, record), call, label))
                         continue
                     steps.append((Recorder(executor, sink), call, label))
                 if steps:
                     todo.append(steps)
-            if todo:
+            if any(not isinstance(step[0], Replay) for job in todo for step in job):
                 runner(todo)
             finished = True
         except KeyboardInterrupt:
@@ -426,10 +444,3 @@ class Persistence:
         self.from_cache = sum(1 for r in done.values() if r.cached)
         return [[done[(label, call.record_id)] for _, call, label in job
                  if (label, call.record_id) in done] for job in jobs]
-
-
-def run_steps(run_jobs: Callable[..., Any], concurrency: int) -> Callable[[list[list[Any]]], Any]:
-    """The runner Persistence.run calls: the executor's run_jobs on its own event loop."""
-    def runner(jobs: list[list[Any]]) -> Any:
-        return asyncio.run(run_jobs(jobs, concurrency))
-    return runner

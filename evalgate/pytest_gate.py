@@ -405,6 +405,10 @@ class CanaryItem(pytest.Item):
     def runtest(self) -> None:
         record = self.gate.record(self.record_id)
         if record is None:
+            seq = self.gate.result().sequential
+            if seq is not None and seq.stopped_early:  # by design: the gate was decided
+                pytest.skip(f"not called: sequential gating stopped after look "
+                            f"{seq.looks_done}/{seq.looks_planned} ({seq.reason})")
             raise CanaryFailure(f"{self.record_id} was not executed in this session")
         self.user_properties += [("latency_ms", record.latency_ms),
                                  ("input_tokens", record.input_tokens),

@@ -228,6 +228,32 @@ class DeterminismReport(BaseModel):
     agreement: str = "normalized"
     candidate: DeterminismStats
     baseline: DeterminismStats | None = None
+class SequentialLook(BaseModel):
+    """One look of a sequential run: how much data, the boundary, what it decided."""
+
+    look: int
+    canaries: int
+    fraction: float
+    z_bound: float
+    nominal_alpha: float
+    decided: dict[str, str] = Field(default_factory=dict)
+    curtailed: dict[str, str] = Field(default_factory=dict)
+
+
+class SequentialInfo(BaseModel):
+    """How a sequential run (gate.sequential) went: its looks and why it stopped."""
+
+    looks: list[float]
+    alpha: float
+    spending: str
+    canaries_planned: int
+    looks_done: int
+    looks_planned: int
+    stopped_early: bool
+    reason: str
+    calls_planned: int
+    calls_saved: int
+    analyses: list[SequentialLook] = Field(default_factory=list)
 
 
 class RunResult(BaseModel):
@@ -278,6 +304,9 @@ class RunResult(BaseModel):
     judge_cost_usd: float = 0.0  # not in total_cost_usd: the candidate's spend stays comparable
     judge_errors: int = 0  # judged items with no valid verdict (graded as failed)
     judge_agreement: float | None = None  # mean vote agreement where judge_samples > 1
+    calls_planned: int | None = None  # planned calls (candidate + live baseline); None: unknown
+    calls_saved_sequential: int = 0  # planned calls a sequential stop made unnecessary
+    sequential: SequentialInfo | None = None
 
     def record_map(self) -> dict[str, Record]:
         return {r.record_id: r for r in self.records}

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib
 import json
 import platform
 import random
 import subprocess
+import sys
+import threading
 import time
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from evalgate import __version__
 from evalgate.baseline import Baseline
@@ -22,9 +25,10 @@ from evalgate.canaries import Case
 from evalgate.compare import align_keys
 from evalgate.config import LoadedModel
 from evalgate.executor import Executor, Step, run_jobs
-from evalgate.graders.grade import grade
-from evalgate.guardrails import decide_gate, power_warnings
-from evalgate.persist import Persistence, run_key, run_steps
+from evalgate.gate import overall_verdict
+from evalgate.graders.grade import GradingSummary, combine_gradings, grade, grading_phase
+from evalgate.guardrails import decide_gate, plan_guardrails, power_warnings
+from evalgate.persist import Persistence, run_key
 from evalgate.project import CaseEntry, PlannedCall, Project, plan_calls
 from evalgate.providers import make_provider
 from evalgate.results import (
@@ -36,8 +40,10 @@ from evalgate.results import (
     RunResult,
 )
 from evalgate.router import executor_for, with_targets
+from evalgate.sequential import SequentialGate, looks_of
 
 CANDIDATE, BASELINE = "candidate", "baseline"
+T = TypeVar("T")
 
 
 def sim_cases(entries: list[CaseEntry]) -> list[object]:
@@ -89,12 +95,26 @@ def case_fingerprint(entry: CaseEntry) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+async def run_looks(jobs: list[list[Step]], concurrency: int, looks: SequentialGate
+                    ) -> list[list[Record]]:
+    """Sequential gating: the jobs in look-sized batches, stopping once a look decides."""
+    looks.calls_planned = sum(len(job) for job in jobs)
+    done: list[list[Record]] = []
+    for batch in looks.batches([job[0][1].entry.key for job in jobs]):
+        part = await run_jobs([jobs[i] for i in batch], concurrency)
+        done += part
+        if looks.after_look([r for job in part for r in job]):
+            break
+    return done
+
+
 def make_calls(project: Project, selected: Collection[str] | None, concurrency: int,
-               baseline_model: LoadedModel | None, persist: Persistence | None = None
-               ) -> tuple[list[Record], list[Record]]:
+               baseline_model: LoadedModel | None, persist: Persistence | None = None,
+               looks: SequentialGate | None = None) -> tuple[list[Record], list[Record]]:
     """Make the candidate's calls and, for a live baseline, the baseline's: each canary's two
     requests go back to back in a random (seeded) order on one lane. With `persist`, finished
-    calls are journaled and cached, and journaled/cached answers are not asked for again."""
+    calls are journaled and cached, and journaled/cached answers are not asked for again;
+    with `looks`, the calls go in look-sized batches that stop once a look decides."""
     cfg = project.gate.config
     cand_calls = select_calls(plan_calls(project.candidate, project.entries, cfg.samples),
                               selected)
@@ -113,8 +133,12 @@ def make_calls(project: Project, selected: Collection[str] | None, concurrency: 
             order = random.Random(cfg.gate.seed)
             for job, call in zip(jobs, base_calls, strict=True):
                 job.insert(order.randrange(2), (base, call, BASELINE))
+        def runner(todo: list[list[Step]]) -> list[list[Record]]:
+            return asyncio.run(run_jobs(todo, concurrency) if looks is None
+                               else run_looks(todo, concurrency, looks))
+
         if persist is None:
-            done = asyncio.run(run_jobs(jobs, concurrency))
+            done = runner(jobs)
         else:
             identity = {"gate": project.gate.fingerprint(),
                         "canaries": project.canary_fingerprint(),
@@ -122,7 +146,7 @@ def make_calls(project: Project, selected: Collection[str] | None, concurrency: 
                         "baseline": baseline_model.fingerprint() if baseline_model else None,
                         "samples": cfg.samples}
             key = run_key(identity, [c.record_id for c in cand_calls])
-            done = persist.run(jobs, key, run_steps(run_jobs, concurrency))
+            done = persist.run(jobs, key, runner)
     records = [r for job in done for r in job]
     return ([r for r in records if r.config == CANDIDATE],
             [r for r in records if r.config == BASELINE])
@@ -164,6 +188,29 @@ def baseline_info(baseline: Baseline) -> BaselineInfo:
                         config=saved.candidate.config)
 
 
+def in_background(fn: Callable[..., T], *args: object) -> Callable[[], T]:
+    """Start fn(*args) in a thread now (e.g. `git` while the calls run); call to wait for it."""
+    box: list[T] = []
+    thread = threading.Thread(target=lambda: box.append(fn(*args)), daemon=True)
+    thread.start()
+
+    def result() -> T:
+        thread.join()
+        return box[0] if box else fn(*args)
+
+    return result
+
+
+def prefetch_statistics() -> threading.Thread:
+    """Import scipy (through evalgate.stats, ~0.5-0.7 s of CPU) in a thread while the calls
+    run: they mostly wait on the network, so the verdicts do not wait for the import after.
+    The main thread joins it before its own first use of scipy (statistics, a look)."""
+    thread = threading.Thread(target=importlib.import_module, args=("evalgate.stats",),
+                              name="evalgate-import-stats", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_project(project: Project, selected: Collection[str] | None = None,
                 concurrency: int | None = None, run_id: str | None = None,
                 baseline: Baseline | None = None, cache: str = "off",
@@ -178,27 +225,46 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     workers = concurrency or cfg.concurrency
     live = baseline.model if baseline is not None else None
     persist = Persistence(project.gate.root, cache, resume)  # type: ignore[arg-type]
-    cand_records, base_records = make_calls(project, selected, workers, live, persist)
-    entries = project.entries_by_key()
-    for record in [*cand_records, *base_records]:
-        grade(record, entries[record.key].criteria)
     fingerprints = {e.key: case_fingerprint(e) for e in project.entries}
+    gradings: list[GradingSummary] = []
+
+    def grade_batch(records: list[Record]) -> None:
+        """Grade in place, with the judge when the rubrics need one (a sequential look)."""
+        gradings.append(grading_phase(project, records, workers))
+
+    looks = sequential_gate(project, selected, baseline, fingerprints, grade_batch)
+    where = in_background(environment, project.gate.root)
+    importer = prefetch_statistics() if "evalgate.stats" not in sys.modules else None
+    if looks is not None:
+        looks.ready = importer
+    cand_records, base_records = make_calls(project, selected, workers, live, persist, looks)
+    if importer is not None:  # never import scipy from two threads at once
+        importer.join()
     comparison, warnings = None, []
     if baseline is not None and baseline.saved is not None:
         keys = {r.key for r in cand_records}
         base_records, comparison, warnings = saved_baseline_records(
             project, baseline, keys, fingerprints)
+        if looks is not None and looks.outcomes and looks.saved_baseline is not None:
+            # the looks' copies, already graded (and judged) once
+            base_records = [r for r in looks.saved_baseline if r.key in keys]
     elif baseline is not None:
         comparison = ComparisonInfo(compared=len({r.key for r in cand_records}))
-    # Grading phase: judge calls (after every model call), then the final grades.
-    from evalgate.graders.grade import grading_phase
-
-    grading = grading_phase(project, [*cand_records, *base_records], workers)
+    if looks is not None and looks.outcomes:  # every answer was graded at its look
+        grading = combine_gradings(gradings)
+    else:  # judge calls (after every model call), then the final grades
+        grading = grading_phase(project, [*cand_records, *base_records], workers)
     decision = decide_gate(cfg.gate, cand_records,
                            base_records if baseline is not None else None, cfg.samples)
-    warnings += power_warnings(decision["verdicts"])
     model = project.candidate
     all_records = [*cand_records, *(base_records if live is not None else [])]
+    planned, seq_info = len(all_records), None
+    if looks is not None and looks.outcomes:  # the looks' verdicts, at their nominal levels
+        decision["verdicts"] = looks.verdicts()
+        decision["verdict"] = overall_verdict([v.verdict for v in decision["verdicts"]])
+        planned = looks.calls_planned
+        seq_info = looks.info(planned, len(all_records))
+    warnings += power_warnings(decision["verdicts"])
     warnings = reliability_notes(persist, all_records, decision) + warnings
     result = RunResult(
         evalgate_version=__version__,
@@ -214,6 +280,9 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         samples=cfg.samples,
         concurrency=workers,
         calls_made=sum(len(r.attempts) for r in all_records),
+        calls_planned=planned,
+        calls_saved_sequential=planned - len(all_records),
+        sequential=seq_info,
         records=cand_records,
         **decision,
         canary_failures=cfg.canary_failures,
@@ -222,7 +291,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         baseline_records=base_records,
         comparison=comparison,
         warnings=warnings,
-        environment=environment(project.gate.root),
+        environment=where(),
         total_cost_usd=sum(r.cost_usd or 0.0 for r in all_records if not r.cached),
         calls_from_cache=persist.from_cache,
         calls_from_journal=persist.from_journal,
@@ -280,6 +349,26 @@ def reliability_notes(persist: Persistence, records: list[Record],
             if verdict.metric in LATENCY_METRICS:
                 verdict.note = f"{verdict.note}; {note}" if verdict.note else note
     return notes
+
+
+def sequential_gate(project: Project, selected: Collection[str] | None,
+                    baseline: Baseline | None, fingerprints: dict[str, str],
+                    grade_batch: Callable[[list[Record]], None]) -> SequentialGate | None:
+    """The look runner when `gate.sequential` is on (None otherwise)."""
+    cfg = project.gate.config
+    fractions = looks_of(cfg.gate.sequential)
+    if fractions is None:
+        return None
+    saved = None
+    if baseline is not None and baseline.saved is not None:
+        keys = {c.entry.key for c in select_calls(
+            plan_calls(project.candidate, project.entries, cfg.samples), selected)}
+        saved = saved_baseline_records(project, baseline, keys, fingerprints)[0]
+        grade_batch(saved)
+    return SequentialGate(cfg.gate, plan_guardrails(cfg.gate, baseline is not None), fractions,
+                          cfg.samples, grade_batch,
+                          saved_baseline=saved,
+                          live_baseline=baseline is not None and baseline.model is not None)
 
 
 def environment(root: Path) -> RunEnvironment:

@@ -92,6 +92,27 @@ def reuse_text(result: RunResult) -> str:
     if result.calls_from_journal:
         parts.append(f"{result.calls_from_journal} resumed from the journal")
     return "".join(f"; {p}" for p in parts)
+def spend_text(result: RunResult) -> str:
+    """Calls made and saved (cache, sequential stop), spend and wall time, in one sentence."""
+    answered = len(result.records) + (len(result.baseline_records)
+                                      if result.baseline is not None
+                                      and result.baseline.kind != "result" else 0)
+    made = max(0, answered - result.calls_from_cache - result.calls_from_journal)
+    saved = result.calls_from_cache + result.calls_from_journal + result.calls_saved_sequential
+    text = f"calls: {made} made ({result.calls_made} HTTP attempts)"
+    if result.calls_planned is not None:
+        text += f" of {result.calls_planned} planned"
+    parts = [f"{result.calls_from_cache} from cache"]
+    if result.calls_from_journal:
+        parts.append(f"{result.calls_from_journal} resumed from the journal")
+    seq = result.sequential
+    if seq is not None:
+        parts.append(f"{result.calls_saved_sequential} by a sequential stop after look "
+                     f"{seq.looks_done}/{seq.looks_planned} ({seq.reason})"
+                     if seq.stopped_early else "0 by sequential looks (no early stop)")
+    text += f", {saved} saved ({', '.join(parts)})"
+    return (f"{text}; spend {fmt('total_usd', result.total_cost_usd)}; "
+            f"wall time {result.wall_time_s:.2f}s")
 
 
 def summary_lines(result: RunResult) -> list[str]:
@@ -100,7 +121,7 @@ def summary_lines(result: RunResult) -> list[str]:
     lines = [f"candidate {result.candidate.name} ({result.candidate.provider}, "
              f"{result.candidate.model}); {c['canaries']} canaries, {c['calls']} calls, "
              f"{c['errors']} errors, {result.calls_made} HTTP attempts, "
-             f"{result.wall_time_s:.2f}s" + reuse_text(result)]
+             f"{result.wall_time_s:.2f}s" + reuse_text(result), spend_text(result)]
     if result.partial:
         lines.insert(0, "PARTIAL run: interrupted before every call was made")
     if result.judge_calls:

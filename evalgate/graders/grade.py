@@ -170,6 +170,19 @@ class GradingSummary:
         return dict(self.__dict__)
 
 
+def combine_gradings(parts: Sequence[GradingSummary]) -> GradingSummary:
+    """One summary for grading done in batches (the looks of a sequential run)."""
+    judged = [p for p in parts if p.judge_agreement is not None]
+    weight = sum(p.judge_calls for p in judged)
+    return GradingSummary(
+        judge_model=next((p.judge_model for p in parts if p.judge_model), None),
+        judge_calls=sum(p.judge_calls for p in parts),
+        judge_cost_usd=sum(p.judge_cost_usd for p in parts),
+        judge_errors=sum(p.judge_errors for p in parts),
+        judge_agreement=(sum(p.judge_agreement * p.judge_calls for p in judged  # type: ignore[operator]
+                             ) / weight if weight else None))
+
+
 def needs_judge(entries: Sequence[Any]) -> bool:
     return any(c.check == "judge" or (c.check == "grounded" and c.params["undecided"] == "judge"
                                       and c.params.get("context"))
@@ -201,4 +214,4 @@ def grading_phase(project: Any, records: Sequence[Record], concurrency: int) -> 
         judge_agreement=sum(agreements) / len(agreements) if agreements else None)
 
 
-__all__ = ["CHECKS", "grade", "grading_phase", "judge_requests"]
+__all__ = ["CHECKS", "combine_gradings", "grade", "grading_phase", "judge_requests"]

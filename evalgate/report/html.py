@@ -35,6 +35,7 @@ from evalgate.gate import blocks
 from evalgate.report import charts
 from evalgate.report.production import html_section as production_section
 from evalgate.results import CriterionResult, GuardrailVerdict, Record, RunResult
+from evalgate.summary import spend_text
 
 MAX_ANSWER_CHARS = 2000   # per answer in the canary table; the JSON keeps the full text
 COLLAPSE_CHARS = 320      # longer answers (or more than COLLAPSE_LINES lines) fold into <details>
@@ -453,6 +454,8 @@ def run_facts(result: RunResult) -> list[tuple[str, str]]:
         ("calls resumed from the journal", f"{result.calls_from_journal}"),
         ("partial run", "yes: interrupted before every call was made" if result.partial
          else "no"),
+        ("calls planned / saved", spend_text(result)),
+        *sequential_facts(result),
         ("errors (after retries)", f"{c.get('errors', 0)}"),
         ("retried calls", f"{c.get('retried_calls', 0)}"),
         ("usage estimated (no token counts)", f"{c.get('usage_estimated', 0)}"),
@@ -471,6 +474,23 @@ def run_facts(result: RunResult) -> list[tuple[str, str]]:
         ("schema version", f"{result.schema_version}"),
     ]
     return facts
+
+
+def sequential_facts(result: RunResult) -> list[tuple[str, str]]:
+    """Rows for a sequential run: each look's size, level and what it decided."""
+    seq = result.sequential
+    if seq is None:
+        return []
+    rows = [("sequential gating", f"{seq.looks_done} of {seq.looks_planned} looks; {seq.reason}; "
+                                  f"{seq.spending}")]
+    for a in seq.analyses:
+        decided = ", ".join(f"{g} {v}" for g, v in {**a.decided, **a.curtailed}.items())
+        rows.append((f"look {a.look}", f"{a.canaries} canaries ({a.fraction:.0%}), z >= "
+                                       f"{a.z_bound:.3f}, nominal alpha {a.nominal_alpha:.3g}"
+                                       + (f"; decided: {decided}" if decided else "")
+                                       + (f" (curtailed: {', '.join(a.curtailed)})"
+                                          if a.curtailed else "")))
+    return rows
 
 
 def json_for_script(data: Any) -> Markup:

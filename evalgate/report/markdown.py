@@ -28,7 +28,7 @@ from pathlib import Path
 
 from evalgate.gate import blocks, fmt
 from evalgate.results import GuardrailVerdict, Record, RunResult
-from evalgate.summary import canary_problem, gate_cells
+from evalgate.summary import canary_problem, gate_cells, spend_text
 
 EXCERPT_CHARS = 200
 CELL_CHARS = 200
@@ -203,7 +203,7 @@ def _header(result: RunResult) -> list[str]:
              f"run {code(result.run_id, table=False)}"]
     if result.environment.git_commit:
         facts.append(f"commit {code(result.environment.git_commit[:12], table=False)}")
-    lines += [", ".join(facts) + ".", ""]
+    lines += [", ".join(facts) + ".", "", "C" + spend_text(result)[1:] + ".", ""]
     return lines
 
 
