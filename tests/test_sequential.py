@@ -246,3 +246,19 @@ def test_nothing_selected_with_sequential_on(tmp_path: Path) -> None:
     result = run_project(load_project(seq_project(tmp_path, 30, 0.0)), selected=set())
     assert result.records == [] and result.sequential is None
     assert {v.verdict for v in result.verdicts} == {"INCONCLUSIVE"}
+
+
+def test_cached_answers_are_replayed_inside_the_looks(tmp_path: Path) -> None:
+    """A re-run with the response cache sees the cached answers at the same look (stable
+    order) and stops there again without a call; without the replay in place the look would
+    see no answer at all."""
+    project = seq_project(tmp_path, 300, 0.0)
+    first = run_project(load_project(project), cache="on")
+    assert first.sequential is not None and first.sequential.looks_done == 1
+    assert first.calls_made == 100 and first.calls_from_cache == 0
+    again = run_project(load_project(project), cache="on")
+    assert again.verdict == "PASS"
+    assert again.sequential is not None and again.sequential.looks_done == 1
+    assert again.calls_from_cache == 100 and again.calls_made == 0
+    assert {r.record_id for r in again.records} == {r.record_id for r in first.records}
+    assert all(r.cached and r.passed for r in again.records)
