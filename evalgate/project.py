@@ -182,6 +182,8 @@ def load_project(rootdir: Path, explicit_config: str | None = None) -> Project:
     entries = build_entries(gate, sets, rubrics, problems) if rubrics or not problems else []
     if candidate is not None:
         problems += check_prompts(candidate, entries)
+        if candidate.fallback is not None:
+            problems += check_prompts(candidate.fallback, entries)
     if problems:
         raise ConfigError(problems)
     return Project(gate, candidate, sets, rubrics, entries)

@@ -19,11 +19,10 @@ from evalgate import __version__
 from evalgate.baseline import Baseline
 from evalgate.compare import align_keys
 from evalgate.config import LoadedModel
-from evalgate.executor import Executor, Step, run_jobs
+from evalgate.executor import Step, executor_for, run_jobs
 from evalgate.graders.grade import grade
-from evalgate.guardrails import decide_gate, power_warnings
+from evalgate.guardrails import decide_gate, fallback_warnings, power_warnings
 from evalgate.project import CaseEntry, PlannedCall, Project, plan_calls
-from evalgate.providers import make_provider
 from evalgate.results import (
     BaselineInfo,
     ComparisonInfo,
@@ -88,13 +87,12 @@ def make_calls(project: Project, selected: Collection[str] | None, concurrency: 
     if not cand_calls:
         return [], []
     models = [project.candidate] + ([baseline_model] if baseline_model else [])
+    models += [m.fallback for m in models if m.fallback is not None]
     with simulator_for(models, project.entries) as sim_url:
-        cand = Executor(project.candidate, make_provider(project.candidate, sim_url),
-                        concurrency, cfg.gate.seed)
+        cand = executor_for(project.candidate, concurrency, cfg.gate.seed, sim_url)
         jobs: list[list[Step]] = [[(cand, call, CANDIDATE)] for call in cand_calls]
         if baseline_model is not None:
-            base = Executor(baseline_model, make_provider(baseline_model, sim_url), concurrency,
-                            cfg.gate.seed + 1)
+            base = executor_for(baseline_model, concurrency, cfg.gate.seed + 1, sim_url)
             base_calls = select_calls(plan_calls(baseline_model, project.entries, cfg.samples),
                                       selected)
             order = random.Random(cfg.gate.seed)
@@ -165,7 +163,8 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         comparison = ComparisonInfo(compared=len({r.key for r in cand_records}))
     decision = decide_gate(cfg.gate, cand_records,
                            base_records if baseline is not None else None, cfg.samples)
-    warnings += power_warnings(decision["verdicts"])
+    warnings = fallback_warnings(cand_records, base_records) + warnings \
+        + power_warnings(decision["verdicts"])
     model = project.candidate
     all_records = [*cand_records, *(base_records if live is not None else [])]
     return RunResult(
