@@ -322,7 +322,7 @@ Reader = Callable[[Path, str], str]
 
 
 def load_model_config(path: Path, root: Path, reader: Reader = read_text,
-                      shown: str | None = None) -> LoadedModel:
+                      shown: str | None = None, *, is_fallback: bool = False) -> LoadedModel:
     """Load a model config and the prompt files it names. `reader` reads a file's text: the
     file system by default, or a git revision for a `git:<ref>:<path>` baseline."""
     shown = shown or display_path(path, root)
@@ -348,6 +348,10 @@ def load_model_config(path: Path, root: Path, reader: Reader = read_text,
             check_template(template, f"{shown} (prompt_template_file: "
                            f"{config.prompt_template_file})", 1, "prompt_template_file")
     fallback = None
+    if config.fallback is not None and is_fallback:
+        raise ConfigError(Problem(shown, "a fallback model config cannot name a fallback of its "
+                                  "own (chains are not supported)",
+                                  lines.line_of(("fallback",)), "fallback"))
     if config.fallback is not None:
         fallback = load_fallback(config.fallback, path, root, reader, shown, lines)
     return LoadedModel(config, path, config.name or path.stem, system_prompt, template,
@@ -371,11 +375,7 @@ def load_fallback(name: str, path: Path, root: Path, reader: Reader, shown: str,
     except ConfigError as exc:  # a missing file is this config's mistake: point at the key
         raise ConfigError(Problem(shown, f"{name!r}: {exc.problems[0].message}", line,
                                   "fallback")) from None
-    fallback = load_model_config(target, root, reader, own)
-    if fallback.config.fallback is not None:
-        raise ConfigError(Problem(shown, f"the fallback {name!r} has a fallback of its own; "
-                                  "chains are not supported", line, "fallback"))
-    return fallback
+    return load_model_config(target, root, reader, own, is_fallback=True)
 
 
 @dataclass(frozen=True)

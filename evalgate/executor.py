@@ -64,23 +64,31 @@ class RateLimiter:
         self.active = bool(self.interval or self.per_token)
         self.next_slot = 0.0
         self.next_token_slot = 0.0
+        self.answers = self.answer_tokens = 0
 
     async def acquire(self, tokens: int = 0) -> float:
-        """Wait for this start's slot; returns the seconds waited."""
+        """Wait for this start's slot; returns the seconds waited. The slot is taken when the
+        call starts, not booked ahead, so usage settled meanwhile moves it."""
         if not self.active:
             return 0.0
-        now = time.monotonic()
-        slot = max(now, self.next_slot, self.next_token_slot)
-        self.next_slot = slot + self.interval
-        self.next_token_slot = slot + tokens * self.per_token
-        if slot > now:
+        t0 = now = time.monotonic()
+        while (slot := max(self.next_slot, self.next_token_slot)) > now:
             await asyncio.sleep(slot - now)
-            return slot - now
-        return 0.0
+            now = time.monotonic()
+        self.next_slot = max(now, self.next_slot) + self.interval
+        self.next_token_slot = max(now, self.next_token_slot) + tokens * self.per_token
+        return now - t0
 
-    def settle(self, estimated: int, actual: int) -> None:
+    def estimate(self, messages: Sequence[dict[str, str]]) -> int:
+        """A call's tokens before it is made: the prompt's, plus the mean answer so far."""
+        answer = round(self.answer_tokens / self.answers) if self.answers else 0
+        return sum(estimate_tokens(m["content"]) for m in messages) + answer
+
+    def settle(self, estimated: int, tokens_in: int, tokens_out: int) -> None:
         """Charge the tokens a call really used (prompt and answer) instead of its estimate."""
-        self.next_token_slot += (actual - estimated) * self.per_token
+        self.next_token_slot += (tokens_in + tokens_out - estimated) * self.per_token
+        self.answers += 1
+        self.answer_tokens += tokens_out
 
 
 class AdaptiveLimit:
@@ -263,7 +271,7 @@ class Executor:
         waited = throttled = 0.0
         estimate = 0
         if self.limiter.per_token:
-            estimate = sum(estimate_tokens(m["content"]) for m in call.messages)
+            estimate = self.limiter.estimate(call.messages)
         for n in range(self.policy.max_retries + 1):
             queued = await self.limiter.acquire(estimate)
             queued += await self.gate.acquire()
@@ -349,7 +357,7 @@ class Executor:
         tokens_out = reply.output_tokens if reply.output_tokens is not None \
             else estimate_tokens(reply.text)
         if answerer.limiter.per_token:
-            answerer.limiter.settle(out.estimate, tokens_in + tokens_out)
+            answerer.limiter.settle(out.estimate, tokens_in, tokens_out)
         fields = dict(text=reply.text, finish_reason=reply.finish_reason,
                       input_tokens=tokens_in, output_tokens=tokens_out,
                       usage_estimated=estimated,

@@ -90,7 +90,7 @@ class SimProfile(BaseModel):
     # Provider faults beyond the rates above (all off by default).
     error_500_status: int = Field(500, ge=500, le=599)  # the status of error_500_rate's errors
     retry_after_http_date: bool = False  # Retry-After as an HTTP date (whole seconds)
-    max_in_flight: int | None = Field(None, ge=1)  # 429 above this many requests in flight
+    max_in_flight: int | None = Field(None, ge=1)  # 429 above this many accepted in flight
     limit_requests: int | None = Field(None, ge=1)  # requests per limit window, else 429
     limit_tokens: int | None = Field(None, ge=1)  # prompt tokens per limit window, else 429
     limit_window_s: float = Field(60.0, gt=0)  # limits and x-ratelimit-* headers use it
@@ -724,6 +724,7 @@ class SimServer:
         self._ids = itertools.count(1)
         self._windows: dict[str, list[float]] = {}  # model -> [window index, requests, tokens]
         self._t0 = time.monotonic()
+        self._rejecting = 0  # max_in_flight rejections being answered
         self._conn_tasks: set[asyncio.Task[Any]] = set()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -1088,15 +1089,26 @@ class SimServer:
 
         # 1b. server-side limits: concurrency, then requests / tokens per window
         limit_headers: _Headers = []
-        if profile.max_in_flight is not None and self.stats.in_flight > profile.max_in_flight:
+        if (profile.max_in_flight is not None
+                and self.stats.in_flight - self._rejecting > profile.max_in_flight):
+            # Turning a request away takes latency_ms too (as on a busy real server), so the
+            # rejected requests show in the in-flight count (not in the accepted one).
             self.stats.record(route.name, call.model, "429", prompt_tokens)
+            self._rejecting += 1
+            try:
+                await asyncio.sleep(profile.latency_ms / 1000.0)
+            finally:
+                self._rejecting -= 1
             return 429, self._retry_header(profile, profile.retry_after_s), _dumps(
                 route.error("rate_limit", "Too many concurrent requests (simulated)"))
         if profile.limit_requests is not None or profile.limit_tokens is not None:
             limit_headers, reset = self._limits(profile, model_name, prompt_tokens)
             if reset is not None:
                 self.stats.record(route.name, call.model, "429", prompt_tokens)
-                return 429, limit_headers + self._retry_header(profile, reset), _dumps(
+                # retry_after_s: null -> no Retry-After; the client has x-ratelimit-reset-*
+                retry = self._retry_header(profile, None if profile.retry_after_s is None
+                                           else reset)
+                return 429, limit_headers + retry, _dumps(
                     route.error("rate_limit", "Rate limit reached for requests (simulated)"))
 
         stream_key = f"{profile.seed}\x1f{model_name}\x1f{digest}\x1f{sample}"

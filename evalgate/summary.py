@@ -84,13 +84,23 @@ def gate_cells(v: GuardrailVerdict) -> tuple[str, str, str, str, str]:
     return fmt(v.metric, v.value), baseline, effect, margin, p
 
 
+def fault_facts(counts: dict[str, int]) -> str:
+    """Throttled time and fallback answers, when there were any (", throttled 1.2s")."""
+    text = ""
+    if counts.get("throttled_ms"):
+        text += f", throttled {counts['throttled_ms'] / 1000:.2f}s (not in latency)"
+    if counts.get("fallback_answers"):
+        text += f", {counts['fallback_answers']} answered by the fallback"
+    return text
+
+
 def summary_lines(result: RunResult) -> list[str]:
     """The terminal's gate section: run facts, the gate table, the sentences and warnings."""
     c = result.counts
     lines = [f"candidate {result.candidate.name} ({result.candidate.provider}, "
              f"{result.candidate.model}); {c['canaries']} canaries, {c['calls']} calls, "
              f"{c['errors']} errors, {result.calls_made} HTTP attempts, "
-             f"{result.wall_time_s:.2f}s"]
+             f"{result.wall_time_s:.2f}s" + fault_facts(c)]
     if result.baseline is not None:
         b = result.baseline
         lines.append(f"baseline {b.name} ({b.source}); compared on "

@@ -136,6 +136,9 @@ def raise_for_status(response: httpx.Response) -> None:
     retry_after = parse_retry_after(response.headers.get("retry-after"))
     if retry_after is None and status == 429:  # no Retry-After: the window's reset time
         retry_after = rate_limit_pause_s(response.headers)
+        if retry_after is None:  # something left, but not enough for this request's tokens
+            retry_after = parse_duration(response.headers.get(_RESET[1])
+                                         or response.headers.get(_RESET[0]))
     if status in RETRYABLE_STATUSES or status >= 500:
         raise ProviderError(RETRYABLE_STATUSES.get(status, "server_error"), message,
                             retryable=True, status=status, retry_after_s=retry_after)

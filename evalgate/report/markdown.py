@@ -194,6 +194,10 @@ def _header(result: RunResult) -> list[str]:
     n = result.counts
     facts = [f"{n.get('canaries', 0)} canaries x {result.samples} sample(s)",
              f"{n.get('calls', 0)} calls", f"{n.get('errors', 0)} errors",
+             *([f"throttled {n['throttled_ms'] / 1000:.2f} s (not in latency)"]
+               if n.get("throttled_ms") else []),
+             *([f"**{n['fallback_answers']} answered by the fallback model**"]
+               if n.get("fallback_answers") else []),
              f"spend {fmt('total_usd', result.total_cost_usd)}",
              f"run {code(result.run_id, table=False)}"]
     if result.environment.git_commit:
