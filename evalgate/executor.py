@@ -108,7 +108,6 @@ class AdaptiveLimit:
         self.resume_at = 0.0  # perf_counter time; 0: not paused
         self.last_cut = -math.inf
         self.waiters: deque[asyncio.Future[None]] = deque()
-        self.min_limit = float(ceiling)  # lowest cap reached (reports, tests)
 
     async def acquire(self) -> float:
         """Take a slot; returns the seconds spent waiting for it."""
@@ -134,15 +133,15 @@ class AdaptiveLimit:
         self.in_flight += 1
         return time.perf_counter() - t0
 
-    def release(self, sent_at: float, throttled: bool) -> None:
-        """Give the slot back; `throttled` when the attempt got a 429 (or 529)."""
+    def release(self, sent_at: float, throttled: bool, answered: bool = True) -> None:
+        """Give the slot back: a 429 (or 529) shrinks the cap, an answer grows it, any other
+        outcome (a 5xx, a timeout) leaves it be."""
         self.in_flight -= 1
         if throttled:
             if sent_at >= self.last_cut:
                 self.limit = max(1.0, self.limit / 2)
-                self.min_limit = min(self.min_limit, self.limit)
                 self.last_cut = time.perf_counter()
-        elif self.limit < self.ceiling:
+        elif answered and self.limit < self.ceiling:
             self.limit = min(self.ceiling, self.limit + 1.0 / self.limit)
         if self.waiters:
             free = math.ceil(self.limit) - self.in_flight
@@ -285,7 +284,7 @@ class Executor:
             error = None
             budget = min(self.policy.timeout_s, deadline - a0)
             if budget <= 0:
-                self.gate.release(a0, False)
+                self.gate.release(a0, False, answered=False)
                 error = ProviderError("deadline_exceeded", "call deadline of "
                                       f"{self.policy.deadline_s:g}s exceeded", retryable=False)
                 break
@@ -298,7 +297,7 @@ class Executor:
                 error = transport_error(exc, in_body[0])
             finally:
                 self.gate.release(a0, error is not None
-                                  and error.error_class in THROTTLE_CLASSES)
+                                  and error.error_class in THROTTLE_CLASSES, reply is not None)
             elapsed = time.perf_counter() - a0
             if reply is not None:
                 attempts.append(Attempt(n=n, status=200, latency_ms=elapsed * 1000,

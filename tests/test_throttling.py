@@ -14,9 +14,11 @@ import pytest
 from evalgate.executor import AdaptiveLimit
 from evalgate.project import load_project
 from evalgate.providers.base import parse_duration, rate_limit_pause_s
+from evalgate.report.markdown import render_markdown
 from evalgate.results import RunResult
 from evalgate.run import run_project
 from evalgate.sim import SimServer
+from evalgate.summary import summary_lines
 from tests.conftest import make_cases, write_project
 
 
@@ -64,6 +66,10 @@ def test_429_storm_shrinks_concurrency_and_loses_nothing(tmp_path: Path,
         assert r.latency_ms == pytest.approx(r.attempts[-1].latency_ms)
     assert max(r.latency_ms or 0 for r in records) < 40 + 400
     assert max(r.throttled_ms for r in records) > 50
+    # ...and shown next to the run's other figures
+    seconds = f"{result.counts['throttled_ms'] / 1000:.2f}"
+    assert f"throttled {seconds}s (not in latency)" in summary_lines(result)[0]
+    assert f"throttled {seconds} s (not in latency)" in render_markdown(result)
 
 
 def test_retry_after_as_an_http_date(tmp_path: Path, sim_server: SimServer) -> None:
@@ -132,7 +138,8 @@ def test_client_rate_limits_hold_at_the_server(tmp_path: Path, sim_server: SimSe
             for j in range(i + 1, n):
                 sent = sum(q.prompt_tokens + q.completion_tokens for q in log[i:j])
                 assert sent <= allowed / 60 * (log[j].t - log[i].t) + slack, (i, j)
-    assert observed <= allowed * 1.05, (observed, allowed)
+    # 10%: the first request's connection setup shortens the measured span a little
+    assert observed <= allowed * 1.10, (observed, allowed)
     assert observed >= allowed * 0.5, (observed, allowed)  # paced, not stalled
     assert result.counts["throttled_ms"] > 0  # pacing counts as throttled time
 
@@ -180,3 +187,28 @@ def test_rate_limit_header_parsing() -> None:
     assert rate_limit_pause_s(headers) == 1.0  # wait for the later of the two resets
     assert rate_limit_pause_s(httpx.Headers({"x-ratelimit-remaining-requests": "3",
                                              "x-ratelimit-reset-requests": "1s"})) is None
+
+
+def test_simulator_speaks_openai_rate_limit_headers() -> None:
+    import email.utils
+
+    import httpx
+
+    from evalgate.sim import SimProfile
+
+    body = {"model": "p", "messages": [{"role": "user", "content": "hello there"}]}
+    profile = SimProfile(latency_ms=0, limit_requests=2, limit_tokens=1000, limit_window_s=360,
+                         retry_after_http_date=True)
+    with SimServer({"p": profile}) as server, httpx.Client(base_url=server.base_url) as client:
+        first, second, third = (client.post("/v1/chat/completions", json=body)
+                                for _ in range(3))
+    assert [r.status_code for r in (first, second, third)] == [200, 200, 429]
+    assert first.headers["x-ratelimit-limit-requests"] == "2"
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    assert second.headers["x-ratelimit-remaining-requests"] == "0"
+    assert int(second.headers["x-ratelimit-remaining-tokens"]) == 1000 - 2 * 3
+    reset = second.headers["x-ratelimit-reset-requests"]  # e.g. "5m59.998s"
+    assert reset.startswith("5m") and 355 < (parse_duration(reset) or 0) <= 360
+    assert rate_limit_pause_s(second.headers) == parse_duration(reset)
+    when = email.utils.parsedate_to_datetime(third.headers["retry-after"])
+    assert 355 < when.timestamp() - time.time() <= 361
