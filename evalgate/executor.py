@@ -325,14 +325,14 @@ class Executor:
         entry = call.entry
         out = await self.attempts(client, call)
         answerer, answered_by, message_prefix = self, None, ""
-        attempts, throttled = out.attempts, out.throttled_s
+        attempts, throttled, start = out.attempts, out.throttled_s, out.start
         if out.reply is None and self.fallback is not None and falls_back(out.error):
             fb = self.fallback
             assert out.error is not None
             message_prefix = (f"{out.error.error_class} after {len(attempts)} attempt(s); "
                               f"fallback {fb.model.name}: ")
-            second = await fb.attempts(client, PlannedCall(
-                entry, call.sample, build_messages(fb.model, entry.case)))
+            call = PlannedCall(entry, call.sample, build_messages(fb.model, entry.case))
+            second = await fb.attempts(client, call)
             for attempt in second.attempts:
                 attempt.fallback = True
             attempts = attempts + second.attempts
@@ -342,7 +342,7 @@ class Executor:
                 answered_by = fb.model.name
         common = dict(key=entry.key, set=entry.set_name, case_id=entry.case.id,
                       sample=call.sample, config=label, tags=entry.case.tags,
-                      attempts=attempts, started_s=round(out.start - t0, 6),
+                      attempts=attempts, started_s=round(start - t0, 6),
                       throttled_ms=throttled * 1000)
         reply = out.reply
         if reply is None:
