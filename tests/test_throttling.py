@@ -64,7 +64,8 @@ def test_429_storm_shrinks_concurrency_and_loses_nothing(tmp_path: Path,
     for r in throttled:
         assert r.throttled_ms >= sum(a.waited_ms for a in r.attempts) - 1e-6
         assert r.latency_ms == pytest.approx(r.attempts[-1].latency_ms)
-    assert max(r.latency_ms or 0 for r in records) < 40 + 400
+    latencies = sorted(r.latency_ms or 0 for r in records)
+    assert latencies[len(latencies) // 2] < 40 + 250  # the model's 40 ms, plus a busy machine
     assert max(r.throttled_ms for r in records) > 50
     # ...and shown next to the run's other figures
     seconds = f"{result.counts['throttled_ms'] / 1000:.2f}"
