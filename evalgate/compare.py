@@ -10,7 +10,7 @@ here), so differing rubric fingerprints are a warning in every report.
 from __future__ import annotations
 
 from evalgate.config import GateSettings
-from evalgate.guardrails import decide_gate, power_warnings
+from evalgate.guardrails import decide_gate, fallback_warnings, power_warnings
 from evalgate.results import BaselineInfo, ComparisonInfo, Record, RunResult
 
 BASELINE = "baseline"
@@ -82,7 +82,8 @@ def compare_results(baseline: RunResult, candidate: RunResult, *, alpha: float |
     settings = gate_settings(candidate, alpha)
     base_records, comparison, warnings = align(baseline, candidate)
     decision = decide_gate(settings, candidate.records, base_records, candidate.samples)
-    warnings += power_warnings(decision["verdicts"])
+    warnings = fallback_warnings(candidate.records, base_records) + warnings \
+        + power_warnings(decision["verdicts"])
     if candidate.partial and decision["verdict"] == "PASS":
         decision["verdict"] = "INCONCLUSIVE"  # an interrupted run never passes
         warnings.insert(0, "PARTIAL run: the candidate run was interrupted; the verdict "

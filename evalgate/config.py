@@ -117,6 +117,9 @@ class GateSettings(Strict):
     # A candidate significantly worse than the baseline (Holm-adjusted, one-sided) fails even
     # when its bound is inside the margin; `false` fails only beyond the margin.
     fail_on_significant_regression: bool = True
+    # Share of candidate calls a `fallback:` model may answer before the gate is INCONCLUSIVE;
+    # null: no such guardrail (a warning still says how many it answered).
+    max_fallback_rate: float | None = Field(None, ge=0, le=1)
     bootstrap_resamples: int = Field(9999, ge=199, le=200000)
     seed: int = 0
     # Thresholds per route of a router candidate: {route name: {metric: {max/min}}}.
@@ -174,7 +177,16 @@ class Pricing(Strict):
 
 
 class RateLimit(Strict):
-    rpm: float = Field(gt=0)
+    """Client-side pacing: requests and (estimated, then actual) tokens per minute."""
+
+    rpm: float | None = Field(None, gt=0)
+    tpm: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> RateLimit:
+        if self.rpm is None and self.tpm is None:
+            raise ValueError("give 'rpm', 'tpm' or both")
+        return self
 
 
 class HttpSpec(Strict):
@@ -221,6 +233,7 @@ class ModelConfig(Strict):
     http: HttpSpec | None = None
     callable: str | None = None
     sim: SimProfile | None = None
+    fallback: str | None = None  # another model config (path from this file) for failed calls
 
     @model_validator(mode="after")
     def _provider_needs(self) -> ModelConfig:
@@ -263,16 +276,20 @@ class LoadedModel:
     prompt_template: str | None
     # A router config (evalgate/router.py): `config` and the prompts are its default route's.
     router: Any = field(default=None, compare=False)
+    fallback: LoadedModel | None = None
 
     def fingerprint(self) -> str:
         """Changes whenever anything that can change an answer or its price changes."""
         if self.router is not None:
             return str(self.router.fingerprint())
         payload = self.config.model_dump(
-            mode="json", exclude={"name", "system_prompt_file", "prompt_template_file"}
+            mode="json", exclude={"name", "system_prompt_file", "prompt_template_file",
+                                  "fallback"}
         )
         payload["system_prompt"] = self.system_prompt
         payload["prompt_template"] = self.prompt_template
+        if self.fallback is not None:  # only then: configs without one keep their fingerprint
+            payload["fallback"] = self.fallback.fingerprint()
         return _digest(payload)
 
     def describe(self) -> dict[str, Any]:
@@ -338,7 +355,7 @@ Reader = Callable[[Path, str], str]
 
 
 def load_model_config(path: Path, root: Path, reader: Reader = read_text,
-                      shown: str | None = None) -> LoadedModel:
+                      shown: str | None = None, *, is_fallback: bool = False) -> LoadedModel:
     """Load a model config and the prompt files it names. `reader` reads a file's text: the
     file system by default, or a git revision for a `git:<ref>:<path>` baseline."""
     shown = shown or display_path(path, root)
@@ -367,7 +384,35 @@ def load_model_config(path: Path, root: Path, reader: Reader = read_text,
         else:  # an error in a template file is located in that file, not in the model config
             check_template(template, f"{shown} (prompt_template_file: "
                            f"{config.prompt_template_file})", 1, "prompt_template_file")
-    return LoadedModel(config, path, config.name or path.stem, system_prompt, template)
+    fallback = None
+    if config.fallback is not None and is_fallback:
+        raise ConfigError(Problem(shown, "a fallback model config cannot name a fallback of its "
+                                  "own (chains are not supported)",
+                                  lines.line_of(("fallback",)), "fallback"))
+    if config.fallback is not None:
+        fallback = load_fallback(config.fallback, path, root, reader, shown, lines)
+    return LoadedModel(config, path, config.name or path.stem, system_prompt, template,
+                       fallback)
+
+
+def load_fallback(name: str, path: Path, root: Path, reader: Reader, shown: str,
+                  lines: LineMap) -> LoadedModel:
+    """The `fallback:` model config, validated now (its own errors name its own file)."""
+    line = lines.line_of(("fallback",))
+    target = path.parent / name
+    try:
+        same = target.resolve() == path.resolve()
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ConfigError(Problem(shown, f"bad path {name!r}: {exc}", line, "fallback")) from None
+    if same:
+        raise ConfigError(Problem(shown, "a model cannot be its own fallback", line, "fallback"))
+    own = display_path(target, root) if reader is read_text else f"{shown} (fallback: {name})"
+    try:
+        reader(target, own)
+    except ConfigError as exc:  # a missing file is this config's mistake: point at the key
+        raise ConfigError(Problem(shown, f"{name!r}: {exc.problems[0].message}", line,
+                                  "fallback")) from None
+    return load_model_config(target, root, reader, own, is_fallback=True)
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,46 @@ def plan_guardrails(settings: GateSettings, has_baseline: bool) -> list[Guardrai
             margin = getattr(margins, field)
             if margin is not None:
                 plan.append(Guardrail(field + VS_BASELINE, metric, kind, margin, worse))
+    if settings.max_fallback_rate is not None:
+        plan.append(Guardrail(FALLBACK, FALLBACK, "point", settings.max_fallback_rate))
     return plan
+
+
+FALLBACK = "fallback_rate"
+
+
+def judge_fallback(bound: float, records: Sequence[Record], samples: int) -> GuardrailVerdict:
+    """INCONCLUSIVE, not FAIL, above the bound: the candidate's own quality is unknown, not bad
+    (with on_inconclusive: fail, the default, that still blocks)."""
+    used = sum(1 for r in records if r.ok and r.answered_by)
+    share = used / len(records) if records else 0.0
+    over = share > bound
+    reason = (f"{used} of {len(records)} candidate calls ({share:.1%}) were answered by the "
+              f"fallback model, {'above' if over else 'within'} max_fallback_rate {bound:.1%}"
+              + (": the gate cannot vouch for the candidate's own answers" if over else ""))
+    return GuardrailVerdict(guardrail=FALLBACK, metric=FALLBACK, kind="point",
+                            test="share of answers from the fallback model", value=share,
+                            threshold=ThresholdOut(max=bound), n_canaries=len({r.key for r in
+                                                                               records}),
+                            n_samples=samples, verdict="INCONCLUSIVE" if over else "PASS",
+                            reason=reason)
+
+
+def fallback_warnings(records: Sequence[Record], base_records: Sequence[Record] | None = None
+                      ) -> list[str]:
+    """The run-level warning that some answers are not the candidate's (or the baseline's)."""
+    warnings = []
+    for who, recs in (("candidate", records), ("baseline", base_records or [])):
+        names = sorted({r.answered_by for r in recs if r.ok and r.answered_by})
+        if names:
+            used = sum(1 for r in recs if r.ok and r.answered_by)
+            warnings.append(f"{used} of {len(recs)} {who} calls were {FALLBACK_NOTE} "
+                            f"({', '.join(names)}) after the {who}'s retries ran out: their "
+                            "quality, cost and latency are the fallback's, not the " + who + "'s")
+    return warnings
+
+
+FALLBACK_NOTE = "answered by the fallback model"
 
 
 Extract = Callable[[Record], float | None]
@@ -176,6 +215,9 @@ def evaluate(settings: GateSettings, plan: list[Guardrail], cand_records: Sequen
     tested: list[tuple[Guardrail, Any]] = []
     values: dict[str, tuple[dict[str, float], dict[str, float] | None]] = {}
     for g in plan:
+        if g.name == FALLBACK:
+            verdicts[g.name] = judge_fallback(g.bound or 0.0, cand_records, samples)
+            continue
         if g.kind == "point":
             threshold = settings.metrics[g.metric]
             verdicts[g.name] = judge_metric(g.metric, metrics.get(g.metric), threshold.min,

@@ -17,11 +17,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from evalgate.compare import comparison_warnings, gate_settings
-from evalgate.guardrails import decide_gate, power_warnings
+from evalgate.guardrails import (
+    FALLBACK_NOTE,
+    decide_gate,
+    fallback_warnings,
+    power_warnings,
+)
 from evalgate.results import ComparisonInfo, RunResult, read_result, write_result
 
 # Warnings that depend on which canaries a run had: dropped from the shards', written afresh.
-_PER_RUN_WARNINGS = ("canary(ies) are not in the baseline run", "canary(ies) changed since")
+_PER_RUN_WARNINGS = ("canary(ies) are not in the baseline run", "canary(ies) changed since",
+                     FALLBACK_NOTE)
 
 
 def _same(results: Sequence[RunResult], what: str, get: Callable[[RunResult], object]) -> None:
@@ -86,7 +92,7 @@ def merge_results(results: Sequence[RunResult]) -> RunResult:
         decision["verdict"] = "INCONCLUSIVE"  # a shard was interrupted: never a PASS
     comparison = _comparison(results)
     names = tuple(f"{v.guardrail}: " for v in decision["verdicts"])
-    warnings: list[str] = []
+    warnings: list[str] = fallback_warnings(records, base_records)
     for result in results:
         for w in result.warnings:
             if w not in warnings and not w.startswith(names) and not any(

@@ -55,5 +55,7 @@ def compute_metrics(records: Sequence[Record]) -> tuple[dict[str, float | None],
         "attempts": sum(len(r.attempts) for r in records),
         "usage_estimated": sum(1 for r in answered if r.usage_estimated),
         "canaries": len({r.key for r in records}),
+        "throttled_ms": round(sum(r.throttled_ms for r in records)),
+        "fallback_answers": sum(1 for r in answered if r.answered_by),
     }
     return metrics, counts

@@ -400,7 +400,8 @@ class Persistence:
             done[(record.config, record.record_id)] = record
             if journal is not None:
                 journal.append(record)
-            if cache is not None and cache.writes and record.ok:
+            # A fallback model's answer is not the primary's: never cached under its key.
+            if cache is not None and cache.writes and record.ok and record.answered_by is None:
                 cache.put(key_of(executor, call), record)
 
         finished = False

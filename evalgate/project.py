@@ -185,6 +185,8 @@ def load_project(rootdir: Path, explicit_config: str | None = None) -> Project:
     entries = build_entries(gate, sets, rubrics, problems) if rubrics or not problems else []
     if candidate is not None:
         problems += check_prompts(candidate, entries)
+        if candidate.fallback is not None:
+            problems += check_prompts(candidate.fallback, entries)
     if candidate is not None and candidate.router is not None:  # every route's template
         for target in candidate.router.targets():
             if target.path != candidate.router.default.path:

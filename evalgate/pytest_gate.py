@@ -94,6 +94,8 @@ class GateSession:
                 from evalgate.providers import make_provider
 
                 make_provider(project.candidate, sim_base_url="http://127.0.0.1:0")
+                if project.candidate.fallback is not None:
+                    make_provider(project.candidate.fallback, sim_base_url="http://127.0.0.1:0")
                 baseline = load_baseline(config, project)
                 if baseline is not None and baseline.model is not None:
                     make_provider(baseline.model, sim_base_url="http://127.0.0.1:0")

@@ -26,6 +26,7 @@ class Attempt(BaseModel):
     latency_ms: float
     retry_after_s: float | None = None
     waited_ms: float = 0.0
+    fallback: bool = False  # made to the model config's `fallback:` model
 
 
 class ClaimResult(BaseModel):
@@ -84,6 +85,12 @@ class Record(BaseModel):
     cached_at: str | None = None
     judge_calls: int = 0  # judge calls made to grade this answer (cost kept apart)
     judge_cost_usd: float | None = None
+    # Provider faults: whether the final error was worth retrying; time spent waiting on rate
+    # limits (429s, Retry-After, x-ratelimit-* pauses, adaptive concurrency, rpm/tpm pacing),
+    # never part of latency_ms; the `fallback:` model's name when it gave this answer.
+    retryable: bool | None = None
+    throttled_ms: float = 0.0
+    answered_by: str | None = None
 
     @property
     def record_id(self) -> str:

@@ -24,13 +24,13 @@ from evalgate.baseline import Baseline
 from evalgate.canaries import Case
 from evalgate.compare import align_keys
 from evalgate.config import LoadedModel
-from evalgate.executor import Executor, Step, run_jobs
+from evalgate.executor import Step, run_jobs
+from evalgate.executor import executor_for as model_executor
 from evalgate.gate import overall_verdict
 from evalgate.graders.grade import GradingSummary, combine_gradings, grade, grading_phase
-from evalgate.guardrails import decide_gate, plan_guardrails, power_warnings
+from evalgate.guardrails import decide_gate, fallback_warnings, plan_guardrails, power_warnings
 from evalgate.persist import Persistence, run_key
 from evalgate.project import CaseEntry, PlannedCall, Project, plan_calls
-from evalgate.providers import make_provider
 from evalgate.results import (
     BaselineInfo,
     ComparisonInfo,
@@ -121,13 +121,15 @@ def make_calls(project: Project, selected: Collection[str] | None, concurrency: 
     if not cand_calls:
         return [], []
     models = [project.candidate] + ([baseline_model] if baseline_model else [])
-    with simulator_for(with_targets(models), project.entries) as sim_url:
-        cand = executor_for(project.candidate, lambda m: Executor(
-            m, make_provider(m, sim_url), concurrency, cfg.gate.seed))
+    models = with_targets(models)
+    models += [m.fallback for m in models if m.fallback is not None]
+    with simulator_for(models, project.entries) as sim_url:
+        cand = executor_for(project.candidate, lambda m: model_executor(
+            m, concurrency, cfg.gate.seed, sim_url))
         jobs: list[list[Step]] = [[(cand, call, CANDIDATE)] for call in cand_calls]
         if baseline_model is not None:
-            base = executor_for(baseline_model, lambda m: Executor(
-                m, make_provider(m, sim_url), concurrency, cfg.gate.seed + 1))
+            base = executor_for(baseline_model, lambda m: model_executor(
+                m, concurrency, cfg.gate.seed + 1, sim_url))
             base_calls = select_calls(plan_calls(baseline_model, project.entries, cfg.samples),
                                       selected)
             order = random.Random(cfg.gate.seed)
@@ -264,7 +266,8 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         decision["verdict"] = overall_verdict([v.verdict for v in decision["verdicts"]])
         planned = looks.calls_planned
         seq_info = looks.info(planned, len(all_records))
-    warnings += power_warnings(decision["verdicts"])
+    warnings = fallback_warnings(cand_records, base_records) + warnings \
+        + power_warnings(decision["verdicts"])
     warnings = reliability_notes(persist, all_records, decision) + warnings
     result = RunResult(
         evalgate_version=__version__,

@@ -18,25 +18,29 @@ Design notes (why it looks like this):
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import email.utils
 import hashlib
 import itertools
 import json
 import math
 import random
 import re
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import h11
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalgate.simjudge import SimJudge, judge_reply
 
-__all__ = ["SimCase", "SimProfile", "SimServer", "SimStats"]
+__all__ = ["SimCase", "SimProfile", "SimRequest", "SimServer", "SimStats"]
 
 _Headers = list[tuple[bytes, bytes]]
 _MAX_BODY = 64 * 1024 * 1024
@@ -57,6 +61,10 @@ OUTCOMES: tuple[str, ...] = (
     "bad_request",
     "model_not_found",
     "not_found",
+    "reset",
+    "stall_body",
+    "invalid_json",
+    "empty_choices",
 )
 
 
@@ -86,6 +94,18 @@ class SimProfile(BaseModel):
     determinism: float | None = Field(None, ge=0, le=1)  # P(a canary's answer is the same
     # across samples), drawn once per canary; otherwise every sample words it differently
     judge: SimJudge | None = None  # act as a judge model (evalgate/simjudge.py)
+    # Provider faults beyond the rates above (all off by default).
+    error_500_status: int = Field(500, ge=500, le=599)  # the status of error_500_rate's errors
+    retry_after_http_date: bool = False  # Retry-After as an HTTP date (whole seconds)
+    max_in_flight: int | None = Field(None, ge=1)  # 429 above this many accepted in flight
+    limit_requests: int | None = Field(None, ge=1)  # requests per limit window, else 429
+    limit_tokens: int | None = Field(None, ge=1)  # prompt tokens per limit window, else 429
+    limit_window_s: float = Field(60.0, gt=0)  # limits and x-ratelimit-* headers use it
+    reset_rate: float = Field(0.0, ge=0, le=1)  # close the socket (TCP RST), no response
+    stall_body_rate: float = Field(0.0, ge=0, le=1)  # headers and half the body, then stall_s
+    invalid_json_rate: float = Field(0.0, ge=0, le=1)  # a 200 whose body is not JSON
+    empty_choices_rate: float = Field(0.0, ge=0, le=1)  # a 200 with no choices / content
+    fault_cases: list[str] | None = None  # canary keys the faults hit (None: every request)
 
 
 @dataclass(frozen=True)
@@ -104,8 +124,21 @@ class SimCase:
         object.__setattr__(self, "forbidden", tuple(self.forbidden))
 
 
+class SimRequest(NamedTuple):
+    """One request as the server saw it: when (monotonic s), how busy it was, what it cost."""
+
+    t: float
+    model: str | None
+    outcome: str
+    in_flight: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
 class SimStats:
     """Request counters; every method is safe to call from any thread."""
+
+    LOG_SIZE = 100_000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -115,9 +148,12 @@ class SimStats:
         self._models: dict[str, int] = {}
         self._outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         self._cases: dict[str, int] = {}
+        self.in_flight = 0  # changed only on the server's loop
+        self._max_in_flight = 0
+        self._log: collections.deque[SimRequest] = collections.deque(maxlen=self.LOG_SIZE)
 
-    def record(self, route: str, model: str | None, outcome: str,
-               case: str | None = None) -> None:
+    def record(self, route: str, model: str | None, outcome: str, prompt_tokens: int = 0,
+               completion_tokens: int = 0, case: str | None = None) -> None:
         """Count one request; called once per request when its outcome is decided. `case`
         ("<canary key>#<sample>") counts answered requests per canary (resume/cache tests)."""
         with self._lock:
@@ -128,6 +164,19 @@ class SimStats:
             if model is not None:
                 self._models[model] = self._models.get(model, 0) + 1
             self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
+            self._log.append(SimRequest(time.monotonic(), model, outcome, self.in_flight,
+                                        prompt_tokens, completion_tokens))
+
+    def enter(self) -> int:
+        """A request starts being served; returns how many are in flight with it."""
+        self.in_flight += 1
+        if self.in_flight > self._max_in_flight:
+            with self._lock:
+                self._max_in_flight = max(self._max_in_flight, self.in_flight)
+        return self.in_flight
+
+    def leave(self) -> None:
+        self.in_flight -= 1
 
     def record_connection(self) -> None:
         """Count one accepted TCP connection (lets tests prove keep-alive reuse)."""
@@ -143,6 +192,8 @@ class SimStats:
             self._models = {}
             self._outcomes = dict.fromkeys(OUTCOMES, 0)
             self._cases = {}
+            self._max_in_flight = self.in_flight
+            self._log.clear()
 
     @property
     def total(self) -> int:
@@ -174,6 +225,18 @@ class SimStats:
         with self._lock:
             return dict(self._outcomes)
 
+    @property
+    def max_in_flight(self) -> int:
+        """Most requests the server was serving at once (since start or reset)."""
+        with self._lock:
+            return self._max_in_flight
+
+    @property
+    def requests(self) -> list[SimRequest]:
+        """The last LOG_SIZE requests in order: arrival time, load, outcome, tokens."""
+        with self._lock:
+            return list(self._log)
+
     def snapshot(self) -> dict[str, Any]:
         """A consistent JSON-able copy of all counters."""
         with self._lock:
@@ -184,6 +247,7 @@ class SimStats:
                 "models": dict(self._models),
                 "outcomes": dict(self._outcomes),
                 "cases": dict(self._cases),
+                "max_in_flight": self._max_in_flight,
             }
 
 
@@ -193,6 +257,34 @@ class SimStats:
 
 class _BadRequest(Exception):
     """The request body is unusable; becomes a 400 in the route's error shape."""
+
+
+class _Sever(Exception):
+    """A fault below HTTP: the connection is reset, or the body stalls halfway."""
+
+    def __init__(self, kind: str, headers: _Headers | None = None, payload: bytes = b"",
+                 stall_s: float = 0.0) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.headers = headers or []
+        self.payload = payload
+        self.stall_s = stall_s
+
+    async def apply(self, writer: asyncio.StreamWriter) -> None:
+        if self.kind == "reset":  # linger 0: close() sends RST, as a crashed upstream would
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return
+        raw = _response(200, self.headers, self.payload, False, True)
+        cut = len(raw) - len(self.payload) // 2
+        writer.write(raw[:cut])
+        await writer.drain()
+        await asyncio.sleep(self.stall_s)
+        writer.write(raw[cut:])
+        await writer.drain()
 
 
 @dataclass(slots=True)
@@ -357,7 +449,36 @@ def _has_faults(p: SimProfile) -> bool:
         or p.latency_sigma > 0
         or p.spike_prob > 0
         or p.malformed_rate > 0
+        or p.reset_rate > 0
+        or p.stall_body_rate > 0
+        or p.invalid_json_rate > 0
+        or p.empty_choices_rate > 0
     )
+
+
+def _http_date_after(seconds: float) -> bytes:
+    """Retry-After as an HTTP date, rounded up to the next whole second."""
+    return email.utils.formatdate(math.ceil(time.time() + seconds), usegmt=True).encode()
+
+
+def _go_duration(seconds: float) -> bytes:
+    """A reset time in OpenAI's x-ratelimit-reset-* format: "20ms", "1.5s", "6m0s"."""
+    ms = max(1, math.ceil(seconds * 1000))
+    if ms < 1000:
+        return b"%dms" % ms
+    minutes, rest = divmod(ms / 1000, 60)
+    text = f"{int(minutes)}m{rest:g}s" if minutes else f"{rest:g}s"
+    return text.encode()
+
+
+def _empty_answer(out: dict[str, Any]) -> dict[str, Any]:
+    """A success body with nothing in it: no choices / content blocks / output text."""
+    for key in ("choices", "content"):
+        if key in out:
+            out[key] = []
+    if "output" in out:
+        out["output"] = {}
+    return out
 
 
 def _retry_after(value: float) -> bytes:
@@ -550,6 +671,9 @@ _REASONS = {
     429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
     501: b"Not Implemented",
     505: b"HTTP Version Not Supported",
 }
@@ -611,6 +735,9 @@ class SimServer:
         self.add_cases(cases)
         self._attempts: dict[tuple[str, str, str], int] = {}
         self._ids = itertools.count(1)
+        self._windows: dict[str, list[float]] = {}  # model -> [window index, requests, tokens]
+        self._t0 = time.monotonic()
+        self._rejecting = 0  # max_in_flight rejections being answered
         self._conn_tasks: set[asyncio.Task[Any]] = set()
         self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._thread: threading.Thread | None = None
@@ -787,7 +914,11 @@ class SimServer:
                         }
                     )
                 else:
-                    status, headers, payload = await self._dispatch(request, body)
+                    try:
+                        status, headers, payload = await self._dispatch(request, body)
+                    except _Sever as fault:
+                        await fault.apply(writer)
+                        break
                 writer.write(
                     _response(status, headers, payload, keep_alive, request.method != b"HEAD")
                 )
@@ -885,7 +1016,44 @@ class SimServer:
                 ),
             )
         headers = {k: v for k, v in request.headers if k.startswith(b"x-evalgate-")}
-        return await self._complete(route, headers, body)
+        self.stats.enter()
+        try:
+            return await self._complete(route, headers, body)
+        finally:
+            self.stats.leave()
+
+    def _limits(self, profile: SimProfile, model: str, prompt_tokens: int
+                ) -> tuple[_Headers, float | None]:
+        """Server-side request/token limits per window: x-ratelimit-* headers in OpenAI's
+        format, and the seconds until reset when this request is over a limit."""
+        window = profile.limit_window_s
+        elapsed = time.monotonic() - self._t0
+        index = elapsed // window
+        state = self._windows.get(model)
+        if state is None or state[0] != index:
+            state = self._windows[model] = [index, 0, 0]
+        reset = (index + 1) * window - elapsed
+        over = (profile.limit_requests is not None and state[1] >= profile.limit_requests) or (
+            profile.limit_tokens is not None and state[2] + prompt_tokens > profile.limit_tokens)
+        if not over:
+            state[1] += 1
+            state[2] += prompt_tokens
+        headers: _Headers = []
+        for kind, limit, used in (("requests", profile.limit_requests, state[1]),
+                                  ("tokens", profile.limit_tokens, state[2])):
+            if limit is not None:
+                headers += [(b"x-ratelimit-limit-" + kind.encode(), b"%d" % limit),
+                            (b"x-ratelimit-remaining-" + kind.encode(),
+                             b"%d" % max(0, limit - int(used))),
+                            (b"x-ratelimit-reset-" + kind.encode(), _go_duration(reset))]
+        return headers, reset if over else None
+
+    def _retry_header(self, profile: SimProfile, seconds: float | None) -> _Headers:
+        if seconds is None:
+            return []
+        value = (_http_date_after(seconds) if profile.retry_after_http_date
+                 else _retry_after(round(seconds, 3)))
+        return [(b"retry-after", value)]
 
     async def _complete(
         self, route: _Route, headers: dict[bytes, bytes], raw: bytes
@@ -933,29 +1101,64 @@ class SimServer:
             msg = route.context_message(prompt_tokens, profile.context_window)
             return 400, [], _dumps(route.error("context", msg))
 
+        # 1b. server-side limits: concurrency, then requests / tokens per window
+        limit_headers: _Headers = []
+        if (profile.max_in_flight is not None
+                and self.stats.in_flight - self._rejecting > profile.max_in_flight):
+            # Turning a request away takes latency_ms too (as on a busy real server), so the
+            # rejected requests show in the in-flight count (not in the accepted one).
+            self.stats.record(route.name, call.model, "429", prompt_tokens)
+            self._rejecting += 1
+            try:
+                await asyncio.sleep(profile.latency_ms / 1000.0)
+            finally:
+                self._rejecting -= 1
+            return 429, self._retry_header(profile, profile.retry_after_s), _dumps(
+                route.error("rate_limit", "Too many concurrent requests (simulated)"))
+        if profile.limit_requests is not None or profile.limit_tokens is not None:
+            limit_headers, reset = self._limits(profile, model_name, prompt_tokens)
+            if reset is not None:
+                self.stats.record(route.name, call.model, "429", prompt_tokens)
+                # retry_after_s: null -> no Retry-After; the client has x-ratelimit-reset-*
+                retry = self._retry_header(profile, None if profile.retry_after_s is None
+                                           else reset)
+                return 429, limit_headers + retry, _dumps(
+                    route.error("rate_limit", "Rate limit reached for requests (simulated)"))
+
         stream_key = f"{profile.seed}\x1f{model_name}\x1f{digest}\x1f{sample}"
         # Skipping the fault stream when no fault can fire changes no outcome; it only
         # saves seeding a Random on the hot path of latency-only benchmarks.
         faults = _rng(f"fault\x1f{stream_key}\x1f{attempt}") if _has_faults(profile) else None
+        if faults is not None and profile.fault_cases is not None:
+            key_hdr = headers.get(b"x-evalgate-case")
+            target = self._find_case(key_hdr.decode("utf-8", "replace") if key_hdr else None,
+                                     call.user_text)
+            if target is None or target.key not in profile.fault_cases:
+                faults = None
         # 2. rate limit
         if faults is not None and faults.random() < profile.error_429_rate:
-            self.stats.record(route.name, call.model, "429")
-            extra: _Headers = []
-            if profile.retry_after_s is not None:
-                extra.append((b"retry-after", _retry_after(profile.retry_after_s)))
+            self.stats.record(route.name, call.model, "429", prompt_tokens)
+            extra = self._retry_header(profile, profile.retry_after_s)
             return 429, extra, _dumps(route.error("rate_limit", "Rate limit reached (simulated)"))
         # 3. server error
         if faults is not None and faults.random() < profile.error_500_rate:
-            self.stats.record(route.name, call.model, "500")
-            return 500, [], _dumps(route.error("server", "simulated server error"))
+            self.stats.record(route.name, call.model, "500", prompt_tokens)
+            return profile.error_500_status, limit_headers, _dumps(
+                route.error("server", "simulated server error"))
         # 4. stall, 5. latency (needs the answer length), 6. malformed
         stalled = spiked = malformed = False
+        reset = stall_body = invalid = empty = False
         z = 0.0
         if faults is not None:
             stalled = faults.random() < profile.timeout_rate
             z = faults.gauss(0.0, 1.0)
             spiked = faults.random() < profile.spike_prob
             malformed = faults.random() < profile.malformed_rate
+            # drawn after the older faults, so existing profiles keep their outcomes
+            reset = faults.random() < profile.reset_rate
+            stall_body = faults.random() < profile.stall_body_rate
+            invalid = faults.random() < profile.invalid_json_rate
+            empty = faults.random() < profile.empty_choices_rate
 
         hallucinate = False
         answer_rng: random.Random | None = None
@@ -983,9 +1186,11 @@ class SimServer:
             answer = answer[: max(1, int(call.max_tokens * cpt))]
             completion_tokens = _tokens(answer, cpt)
 
-        outcome = "timeout" if stalled else "malformed" if malformed else "ok"
-        self.stats.record(route.name, call.model, outcome,
-                          f"{case.key if case is not None else '?'}#{sample}")
+        outcome = ("timeout" if stalled else "reset" if reset else "stall_body" if stall_body
+                   else "malformed" if malformed else "invalid_json" if invalid
+                   else "empty_choices" if empty else "ok")
+        self.stats.record(route.name, call.model, outcome, prompt_tokens, completion_tokens,
+                          case=f"{case.key if case is not None else '?'}#{sample}")
 
         delay_ms = profile.latency_ms
         if profile.latency_sigma > 0:
@@ -999,11 +1204,18 @@ class SimServer:
         elif delay > 0:
             await asyncio.sleep(delay)
 
+        if reset:
+            raise _Sever("reset")
         result = _Result(answer, prompt_tokens, completion_tokens, truncated, next(self._ids))
-        payload = _dumps(route.success(call, result, profile))
+        body = route.success(call, result, profile)
+        payload = _dumps(_empty_answer(body) if empty and outcome == "empty_choices" else body)
+        if stall_body:
+            raise _Sever("stall_body", limit_headers, payload, profile.stall_s)
         if malformed:
             payload = payload[: max(1, len(payload) // 2)]
-        return 200, [], payload
+        elif invalid and outcome == "invalid_json":  # Python-ish quoting: not JSON at all
+            payload = payload.replace(b'"', b"'")
+        return 200, limit_headers, payload
 
     async def _occupy(self, model_name: str, capacity: int, delay: float) -> None:
         """Serve with at most `capacity` requests of this model in service at once: the rest

@@ -92,6 +92,8 @@ def reuse_text(result: RunResult) -> str:
     if result.calls_from_journal:
         parts.append(f"{result.calls_from_journal} resumed from the journal")
     return "".join(f"; {p}" for p in parts)
+
+
 def spend_text(result: RunResult) -> str:
     """Calls made and saved (cache, sequential stop), spend and wall time, in one sentence."""
     answered = len(result.records) + (len(result.baseline_records)
@@ -115,13 +117,24 @@ def spend_text(result: RunResult) -> str:
             f"wall time {result.wall_time_s:.2f}s")
 
 
+def fault_facts(counts: dict[str, int]) -> str:
+    """Throttled time and fallback answers, when there were any (", throttled 1.2s")."""
+    text = ""
+    if counts.get("throttled_ms"):
+        text += f", throttled {counts['throttled_ms'] / 1000:.2f}s (not in latency)"
+    if counts.get("fallback_answers"):
+        text += f", {counts['fallback_answers']} answered by the fallback"
+    return text
+
+
 def summary_lines(result: RunResult) -> list[str]:
     """The terminal's gate section: run facts, the gate table, the sentences and warnings."""
     c = result.counts
     lines = [f"candidate {result.candidate.name} ({result.candidate.provider}, "
              f"{result.candidate.model}); {c['canaries']} canaries, {c['calls']} calls, "
              f"{c['errors']} errors, {result.calls_made} HTTP attempts, "
-             f"{result.wall_time_s:.2f}s" + reuse_text(result), spend_text(result)]
+             f"{result.wall_time_s:.2f}s" + reuse_text(result) + fault_facts(c),
+             spend_text(result)]
     if result.partial:
         lines.insert(0, "PARTIAL run: interrupted before every call was made")
     if result.judge_calls:

@@ -38,7 +38,9 @@ def test_openai_max_tokens_truncation_is_recorded(tmp_path: Path, sim_server: Si
     sim_server.add_profile("gpt-sim", {"latency_ms": 0})
     [record] = run_model(tmp_path, {"provider": "openai", "base_url": f"{sim_server.base_url}/v1",
                                     "model": "gpt-sim", "params": {"max_tokens": 1}}, n=1)
-    assert record.ok and record.finish_reason == "length" and record.output_tokens == 1
+    # a cut-off answer is kept for reading but counts as an error (not retried: same limit)
+    assert not record.ok and record.error_class == "max_tokens" and record.retryable is False
+    assert record.finish_reason == "length" and record.output_tokens == 1 and record.text
 
 
 def test_anthropic_messages(tmp_path: Path, sim_server: SimServer,

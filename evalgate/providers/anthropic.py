@@ -10,6 +10,7 @@ from evalgate.providers.base import (
     HttpRequest,
     Reply,
     as_count,
+    empty_response,
     json_body,
     malformed,
     raise_for_status,
@@ -42,6 +43,8 @@ class AnthropicProvider:
         body = json_body(response)
         if not isinstance(body, dict) or not isinstance(body.get("content"), list):
             raise malformed("response has no content list", response)
+        if not body["content"]:
+            raise empty_response("response has an empty content list", response)
         texts = [block.get("text") for block in body["content"]
                  if isinstance(block, dict) and block.get("type") == "text"]
         if not texts or not all(isinstance(t, str) for t in texts):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email.utils
+import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -62,6 +64,43 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_duration(value: str | None) -> float | None:
+    """OpenAI's x-ratelimit-reset-* values ("20ms", "1s", "6m0s", "1h2m3.5s") as seconds;
+    a bare number counts as seconds. None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    parts = _DURATION.findall(value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        return None
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
+_REMAINING = ("x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens")
+_RESET = ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
+
+
+def rate_limit_pause_s(headers: httpx.Headers) -> float | None:
+    """Seconds until the server's window resets when a x-ratelimit-remaining-* header says
+    nothing is left (OpenAI-style headers); None when calls may go on."""
+    pause = None
+    for remaining, reset in zip(_REMAINING, _RESET, strict=True):
+        left = headers.get(remaining)
+        if left is not None and left.strip() in ("0", "0.0"):
+            wait = parse_duration(headers.get(reset))
+            if wait is not None:
+                pause = wait if pause is None else max(pause, wait)
+    return pause
+
+
 RETRYABLE_STATUSES = {408: "timeout", 409: "conflict", 425: "too_early", 429: "rate_limited",
                       500: "server_error", 502: "bad_gateway", 503: "unavailable",
                       504: "gateway_timeout", 529: "overloaded"}
@@ -95,6 +134,11 @@ def raise_for_status(response: httpx.Response) -> None:
         return
     message = f"HTTP {status}: {error_message_from(response)}"
     retry_after = parse_retry_after(response.headers.get("retry-after"))
+    if retry_after is None and status == 429:  # no Retry-After: the window's reset time
+        retry_after = rate_limit_pause_s(response.headers)
+        if retry_after is None:  # something left, but not enough for this request's tokens
+            retry_after = parse_duration(response.headers.get(_RESET[1])
+                                         or response.headers.get(_RESET[0]))
     if status in RETRYABLE_STATUSES or status >= 500:
         raise ProviderError(RETRYABLE_STATUSES.get(status, "server_error"), message,
                             retryable=True, status=status, retry_after_s=retry_after)
@@ -108,8 +152,20 @@ def json_body(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError as exc:
-        raise ProviderError("malformed_response", f"response body is not valid JSON: {exc}",
+        # JSON that ends before it is complete is a cut-off body; anything else is garbage.
+        cut = isinstance(exc, json.JSONDecodeError) and (
+            exc.msg.startswith("Unterminated string") or exc.pos >= len(exc.doc.rstrip()))
+        raise ProviderError("truncated_response" if cut else "malformed_response",
+                            f"response body is not valid JSON: {exc}",
                             retryable=True, status=response.status_code) from None
+
+
+def empty_response(message: str, response: httpx.Response) -> ProviderError:
+    return ProviderError("empty_response", message, retryable=True, status=response.status_code)
+
+
+# finish reasons that mean the answer was cut off at the token limit (OpenAI, Anthropic)
+TRUNCATED_FINISH = frozenset({"length", "max_tokens"})
 
 
 def malformed(message: str, response: httpx.Response) -> ProviderError:

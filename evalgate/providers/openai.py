@@ -10,6 +10,7 @@ from evalgate.providers.base import (
     HttpRequest,
     Reply,
     as_count,
+    empty_response,
     json_body,
     malformed,
     raise_for_status,
@@ -41,8 +42,10 @@ class OpenAIProvider:
         if not isinstance(body, dict):
             raise malformed("response is not a JSON object", response)
         choices = body.get("choices")
-        if not isinstance(choices, list) or not choices:
+        if not isinstance(choices, list):
             raise malformed("response has no choices", response)
+        if not choices:
+            raise empty_response("response has an empty choices list", response)
         first = choices[0] if isinstance(choices[0], dict) else {}
         message = first.get("message")
         content = message.get("content") if isinstance(message, dict) else None

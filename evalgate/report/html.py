@@ -458,6 +458,8 @@ def run_facts(result: RunResult) -> list[tuple[str, str]]:
         *sequential_facts(result),
         ("errors (after retries)", f"{c.get('errors', 0)}"),
         ("retried calls", f"{c.get('retried_calls', 0)}"),
+        ("throttled (rate limits; not in latency)", f"{c.get('throttled_ms', 0) / 1000:,.2f} s"),
+        ("answered by the fallback model", f"{c.get('fallback_answers', 0)}"),
         ("usage estimated (no token counts)", f"{c.get('usage_estimated', 0)}"),
         ("concurrency", f"{result.concurrency}"),
         ("wall time", f"{result.wall_time_s:,.2f} s"),

@@ -195,6 +195,10 @@ def _header(result: RunResult) -> list[str]:
     n = result.counts
     facts = [f"{n.get('canaries', 0)} canaries x {result.samples} sample(s)",
              f"{n.get('calls', 0)} calls", f"{n.get('errors', 0)} errors",
+             *([f"throttled {n['throttled_ms'] / 1000:.2f} s (not in latency)"]
+               if n.get("throttled_ms") else []),
+             *([f"**{n['fallback_answers']} answered by the fallback model**"]
+               if n.get("fallback_answers") else []),
              f"spend {fmt('total_usd', result.total_cost_usd)}",
              *([f"{result.calls_from_cache} answers from cache (latency measured when cached)"]
                if result.calls_from_cache else []),
