@@ -392,7 +392,7 @@ def load_model_config(path: Path, root: Path, reader: Reader = read_text,
     if config.fallback is not None:
         fallback = load_fallback(config.fallback, path, root, reader, shown, lines)
     return LoadedModel(config, path, config.name or path.stem, system_prompt, template,
-                       fallback)
+                       fallback=fallback)
 
 
 def load_fallback(name: str, path: Path, root: Path, reader: Reader, shown: str,
