@@ -262,7 +262,8 @@ class ResponseCache:
             return
         value = {"text": record.text, "finish_reason": record.finish_reason,
                  "input_tokens": record.input_tokens, "output_tokens": record.output_tokens,
-                 "usage_estimated": record.usage_estimated, "latency_ms": record.latency_ms}
+                 "usage_estimated": record.usage_estimated, "latency_ms": record.latency_ms,
+                 "route": record.route, "model": record.model}
         measured = datetime.now(UTC).isoformat(timespec="seconds")
         self.pending.append((key, json.dumps(value), measured))
         if len(self.pending) >= CACHE_BATCH:
@@ -288,6 +289,9 @@ def cached_record(model: LoadedModel, call: PlannedCall, label: str,
     measured when the answer was made, the cost at today's prices (what the answer costs)."""
     entry = call.entry
     tokens_in, tokens_out = value.get("input_tokens"), value.get("output_tokens")
+    router = getattr(model, "router", None)
+    if router is not None:  # a routed answer is priced by the target that gave it
+        model = next((t for t in router.targets() if t.name == value.get("model")), model)
     cost = (model.config.pricing.cost(tokens_in, tokens_out)
             if isinstance(tokens_in, int) and isinstance(tokens_out, int) else None)
     return Record(key=entry.key, set=entry.set_name, case_id=entry.case.id, sample=call.sample,
@@ -295,7 +299,8 @@ def cached_record(model: LoadedModel, call: PlannedCall, label: str,
                   finish_reason=value.get("finish_reason"), input_tokens=tokens_in,
                   output_tokens=tokens_out,
                   usage_estimated=bool(value.get("usage_estimated")), cost_usd=cost,
-                  latency_ms=value.get("latency_ms"), cached=True,
+                  latency_ms=value.get("latency_ms"), route=value.get("route"),
+                  model=value.get("model"), cached=True,
                   cached_at=value.get("measured_at"))
 
 

@@ -239,17 +239,20 @@ class RoutedExecutor:
         fallback = self.router.fallback
         if record.ok or fallback is None or fallback.path.resolve() == target.path.resolve():
             return record
-        spent = sum(a.latency_ms + a.waited_ms for a in record.attempts)
         second = await self.executors[fallback.path.resolve()].call(
             client, self._planned(fallback, call), label, t0)
         offset = len(record.attempts)
         for a in second.attempts:
             a.n += offset
+            a.fallback = True
         second.attempts = record.attempts + second.attempts
         second.started_s = record.started_s
-        if second.latency_ms is not None:
-            second.latency_ms += spent
+        # As for a model's own `fallback:`: latency is the answering attempt's own time, the
+        # time lost on the routed model is throttled/failed time, and the answer is marked so
+        # the fallback warning, the fallback_rate guardrail and the cache (never stored) see it.
+        second.throttled_ms += record.throttled_ms
         second.route, second.model = route, f"{fallback.name} (fallback)"
+        second.answered_by = second.answered_by or fallback.name
         return second
 
 

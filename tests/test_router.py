@@ -93,6 +93,24 @@ def test_fallback_answers_when_the_routed_model_fails(tmp_path: Path) -> None:
     assert fast and all(r.ok and r.model == "strong (fallback)" for r in fast)
     # the failed attempts on the routed model stay on the record, then the fallback's
     assert all(r.attempts[0].status == 500 and r.attempts[-1].status == 200 for r in fast)
+    # marked like a model's own fallback: counted, warned about, attempts flagged
+    assert all(r.answered_by == "strong" and r.attempts[-1].fallback for r in fast)
+    assert result.counts["fallback_answers"] == len(fast)
+    assert any("answered by the fallback" in w for w in result.warnings)
+
+
+def test_a_cached_rerun_keeps_routes_and_target_prices(tmp_path: Path) -> None:
+    """Cached answers of a router candidate keep their route and model and are priced by the
+    target that answered, so the per-route breakdown of a re-run equals the first run's."""
+    routed_project(tmp_path, n=12)
+    first = run_project(load_project(tmp_path), cache="on")
+    again = run_project(load_project(tmp_path), cache="on")
+    assert again.calls_from_cache == 12 and again.calls_made == 0
+    before = {r.record_id: (r.route, r.model, r.cost_usd, r.text) for r in first.records}
+    after = {r.record_id: (r.route, r.model, r.cost_usd, r.text) for r in again.records}
+    assert after == before
+    assert [(s.route, s.calls, s.metrics["cost_per_request_usd"]) for s in again.routes] == \
+        [(s.route, s.calls, s.metrics["cost_per_request_usd"]) for s in first.routes]
 
 
 @pytest.mark.parametrize("when, needle", [
