@@ -59,7 +59,6 @@ RATIO_TARGET = 1.10
 # Imported inside run_project on first use (scipy behind them); the warm engine preloads them.
 LAZY_MODULES = ("evalgate.stats", "evalgate.guardrails")
 WARM_ENGINE = "engine, lazy imports preloaded"
-NO_OVERLAP_ENGINE = "engine, scipy import after calls"
 RSS_TARGET_MB = 300.0
 SIM_START_TIMEOUT_S = 60.0
 _LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))")
@@ -225,14 +224,6 @@ def child_engine(spec: dict[str, Any]) -> dict[str, Any]:
         if inner is not None:
             setattr(run_mod, name, timed(inner, spans))
             break
-    if spec.get("no_overlap") and hasattr(run_mod, "prefetch_statistics"):
-        # the comparison row: scipy imported after the calls, as before the overlap existed
-        def started_nothing() -> threading.Thread:
-            thread = threading.Thread(target=lambda: None)
-            thread.start()
-            return thread
-
-        run_mod.prefetch_statistics = started_nothing
     root = Path(spec["project"])
     c0, t0 = time.process_time(), time.perf_counter()
     project = load_project(root)
@@ -699,13 +690,6 @@ def main(argv: list[str] | None = None) -> int:
             specs["engine"].write_text(json.dumps({"project": str(project),
                                                    "cache": args.engine_cache}))
             engines = ["engine"]
-            run_spec = importlib.util.find_spec("evalgate.run")
-            if run_spec and run_spec.origin and "prefetch_statistics" in Path(
-                    run_spec.origin).read_text():
-                engines.append(NO_OVERLAP_ENGINE)
-                specs[NO_OVERLAP_ENGINE] = work / "engine-no-overlap.json"
-                specs[NO_OVERLAP_ENGINE].write_text(json.dumps({"project": str(project),
-                                                                "no_overlap": True}))
             lazy = [m for m in LAZY_MODULES if importlib.util.find_spec(m) is not None]
             if lazy:  # the same run with evalgate's lazily imported modules loaded up front
                 engines.append(WARM_ENGINE)

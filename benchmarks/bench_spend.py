@@ -128,12 +128,12 @@ def main(argv: list[str] | None = None) -> int:
             if r["exit"] not in (0, 1):
                 print(f"[{label}] pytest exited {r['exit']}:\n{r['tail']}")
 
-        first = pytest_run(root, server, [])
+        cache = ["--evalgate-cache=on"] if has_cache else []  # explicit: CI=true means off
+        first = pytest_run(root, server, cache)
         row("(a) first run, live baseline", first, f"{2 * n} (2 per canary)")
         shutil.copy(root / "reports" / "evalgate.json", root / "saved.json")
         if has_cache:
-            pytest_run(root, server, ["--evalgate-cache=on"])  # fills the cache
-            again = pytest_run(root, server, ["--evalgate-cache=on"])
+            again = pytest_run(root, server, cache)
             row("(b) unchanged re-run, --evalgate-cache=on", again, "0")
         else:
             print("(b) cache not available: this evalgate has no --evalgate-cache option; "
@@ -145,10 +145,12 @@ def main(argv: list[str] | None = None) -> int:
                                             .replace("models/v1.yaml", "models/v2.yaml"))
         (root / "evalgate-seq.yaml").write_text((root / "evalgate-seq.yaml").read_text()
                                                 .replace("models/v1.yaml", "models/v2.yaml"))
-        row("(c) candidate changed, saved baseline", pytest_run(root, server, pr),
+        row("(c) candidate changed, saved baseline", pytest_run(root, server, [*pr, *cache]),
             f"{n} (candidate only)")
-        row("(d) = (c) + gate.sequential", pytest_run(
-            root, server, [*pr, "--evalgate-config=evalgate-seq.yaml"]), f"<= {n}")
+        # (c)'s answers are in the cache now: (d) runs without it, or it would make no call
+        row("(d) = (c) + gate.sequential, cache off", pytest_run(
+            root, server, [*pr, "--evalgate-config=evalgate-seq.yaml",
+                           *(["--evalgate-cache=off"] if has_cache else [])]), f"<= {n}")
     finally:
         server.stop()
         if args.keep:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import importlib
 import json
 import platform
 import random
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -203,16 +201,6 @@ def in_background(fn: Callable[..., T], *args: object) -> Callable[[], T]:
     return result
 
 
-def prefetch_statistics() -> threading.Thread:
-    """Import scipy (through evalgate.stats, ~0.5-0.7 s of CPU) in a thread while the calls
-    run: they mostly wait on the network, so the verdicts do not wait for the import after.
-    The main thread joins it before its own first use of scipy (statistics, a look)."""
-    thread = threading.Thread(target=importlib.import_module, args=("evalgate.stats",),
-                              name="evalgate-import-stats", daemon=True)
-    thread.start()
-    return thread
-
-
 def run_project(project: Project, selected: Collection[str] | None = None,
                 concurrency: int | None = None, run_id: str | None = None,
                 baseline: Baseline | None = None, cache: str = "off",
@@ -236,12 +224,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
 
     looks = sequential_gate(project, selected, baseline, fingerprints, grade_batch)
     where = in_background(environment, project.gate.root)
-    importer = prefetch_statistics() if "evalgate.stats" not in sys.modules else None
-    if looks is not None:
-        looks.ready = importer
     cand_records, base_records = make_calls(project, selected, workers, live, persist, looks)
-    if importer is not None:  # never import scipy from two threads at once
-        importer.join()
     comparison, warnings = None, []
     if baseline is not None and baseline.saved is not None:
         keys = {r.key for r in cand_records}

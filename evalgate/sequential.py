@@ -53,10 +53,11 @@ import hashlib
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # numpy and scipy are imported on first use (see run.prefetch_statistics)
+from evalgate.results import SequentialLook
+
+if TYPE_CHECKING:  # numpy and scipy are imported on first use (only a sequential run needs them)
     import numpy as np
 
 DEFAULT_LOOKS = (1 / 3, 2 / 3, 1.0)
@@ -256,17 +257,6 @@ def curtail_rate(count: int, n: int, remaining: int, bound: float, worse: str,
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class LookOutcome:
-    look: int
-    canaries: int
-    fraction: float
-    z_bound: float
-    nominal_alpha: float
-    decided: dict[str, str] = field(default_factory=dict)
-    curtailed: dict[str, str] = field(default_factory=dict)
-
-
 class SequentialGate:
     """Runs the looks for `run.make_calls`: orders the jobs, grades and judges each look."""
 
@@ -285,13 +275,12 @@ class SequentialGate:
         self.keys_seen: list[str] = []
         self.total = 0
         self.sizes: list[int] = []
-        self.outcomes: list[LookOutcome] = []
+        self.outcomes: list[SequentialLook] = []
         self.locked: dict[str, Any] = {}       # guardrail -> GuardrailVerdict at its look
         self.last: list[Any] = []              # the latest look's verdicts
         self.stop_reason = "all looks done"
         self.stopped_early = False
         self.calls_planned = 0
-        self.ready: Any = None  # a thread importing scipy: joined before the first look
 
     def batches(self, keys: Sequence[str]) -> list[list[int]]:
         """Job indices per look; `keys` holds each job's canary key (samples share one)."""
@@ -311,8 +300,6 @@ class SequentialGate:
 
     def after_look(self, new_records: Sequence[Any]) -> bool:
         """Grade this look's records, judge every guardrail; True means stop calling."""
-        if self.ready is not None:
-            self.ready.join()
         from scipy import stats  # imported on first use: ~0.5 s
 
         from evalgate.guardrails import evaluate
@@ -334,7 +321,7 @@ class SequentialGate:
         at_look = self.settings.model_copy(update={"alpha": nominal})
         verdicts = evaluate(at_look, self.plan, cand, base, compute_metrics(cand)[0],
                             self.samples)
-        outcome = LookOutcome(look=k + 1, canaries=size, fraction=size / self.total,
+        outcome = SequentialLook(look=k + 1, canaries=size, fraction=size / self.total,
                               z_bound=z, nominal_alpha=nominal)
         final_alpha = float(stats.norm.sf(bounds[-1]))
         last_look = k + 1 == len(self.sizes)
@@ -441,7 +428,7 @@ class SequentialGate:
             "looks_planned": len(self.sizes), "stopped_early": self.stopped_early,
             "reason": self.stop_reason, "calls_planned": calls_planned,
             "calls_saved": max(0, calls_planned - calls_made),
-            "analyses": [o.__dict__ for o in self.outcomes],
+            "analyses": list(self.outcomes),
         }
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -55,6 +55,18 @@ _THREAD_MIN_CELLS = 4_000_000
 BCA_MAX_CELLS = 20_000_000
 # Harrell-Davis cumulative weights below this are treated as exactly zero (see _HDCounts).
 _HD_NEGLIGIBLE = 1e-18
+
+
+def _run_chunks(work: Callable[[int], None], chunks: int, cells: int) -> None:
+    """Run work(0..chunks-1): on two threads when the resampling is large (numpy releases the
+    GIL in bincount and matmul), inline otherwise."""
+    workers = min(2, os.cpu_count() or 1)
+    if workers > 1 and cells >= _THREAD_MIN_CELLS:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(work, range(chunks)))
+    else:
+        for i in range(chunks):
+            work(i)
 
 
 @dataclass(frozen=True)
@@ -338,13 +350,7 @@ def _resample_hd_pair(x: np.ndarray, y: np.ndarray, q: float, resamples: int,
         out_x[start:start + m] = hx(counts)
         out_y[start:start + m] = hy(counts)
 
-    workers = min(2, os.cpu_count() or 1)
-    if workers > 1 and resamples * n >= _THREAD_MIN_CELLS:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(work, range(len(starts))))
-    else:
-        for i in range(len(starts)):
-            work(i)
+    _run_chunks(work, len(starts), resamples * n)
     return out_x, out_y
 
 
@@ -972,13 +978,7 @@ def _resample_sums(values: np.ndarray, resamples: int, seed: int) -> np.ndarray:
         counts = np.bincount(idx.ravel(), minlength=m * n).reshape(m, n)
         out[start:start + m] = counts @ values
 
-    workers = min(2, os.cpu_count() or 1)
-    if workers > 1 and resamples * n >= _THREAD_MIN_CELLS:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(work, range(len(starts))))
-    else:
-        for i in range(len(starts)):
-            work(i)
+    _run_chunks(work, len(starts), resamples * n)
     return out
 
 
