@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nrecords: {last['records']} candidate + {last['baseline_records']} baseline; "
           f"verdict {last['verdict']} {last['verdicts']}")
     print("medians: " + ", ".join(f"{k} {med(k):.2f} s" for k in
-                                  ("scipy_import_s", "load_s", "calls_s", "stats_s", "run_s", "json_s",
-                                   "reports_s")))
+                                  ("scipy_import_s", "load_s", "calls_s", "stats_s",
+                                   "run_s", "json_s", "reports_s")))
     print(f"CPU seconds (all threads; less sensitive to a busy machine than wall time): "
           f"statistics {med('stats_cpu_s'):.2f} s, reports {med('reports_cpu_s'):.2f} s")
     sizes = last["sizes"]
