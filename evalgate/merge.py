@@ -136,6 +136,7 @@ def merged_judge(results: list[RunResult]) -> dict[str, object]:
     return {"judge_calls": sum(r.judge_calls for r in results),
             "judge_cost_usd": math.fsum(r.judge_cost_usd for r in results),
             "judge_errors": sum(r.judge_errors for r in results),
+            "judge_calls_from_cache": sum(r.judge_calls_from_cache for r in results),
             "judge_agreement": sum(a * n for a, n in weighted) / calls if calls else None,
             "judge_model": next((r.judge_model for r in results if r.judge_model), None)}
 

@@ -215,6 +215,26 @@ def cache_key(identity: dict[str, Any] | str, call: PlannedCall) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
+def judge_cache_key(identity: str, template: str, case: dict[str, Any], answer: str,
+                    instructions: str | None, vote: int) -> str:
+    """sha256 of what decides a judge verdict: the judge model, its prompt template, the canary,
+    the answer under judgment, the criterion's instructions and the vote index. Not the
+    messages: they carry a fresh random fence per call."""
+    parts = [identity, template, json.dumps(case, sort_keys=True, separators=(",", ":"),
+                                             default=str), answer, instructions or "", str(vote)]
+    return hashlib.sha256("\x1fjudge\x1f".join(parts).encode()).hexdigest()
+
+
+def open_cache(root: Path, mode: str) -> ResponseCache | None:
+    """The response cache for a mode, or None when off or unusable (it then costs calls only)."""
+    if mode == "off":
+        return None
+    try:
+        return ResponseCache(root / STATE_DIR / CACHE_DIR, mode)  # type: ignore[arg-type]
+    except (OSError, sqlite3.Error):
+        return None
+
+
 def identity_text(identity: dict[str, Any]) -> str:
     return json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
 

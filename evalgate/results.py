@@ -311,6 +311,7 @@ class RunResult(BaseModel):
     judge_cost_usd: float = 0.0  # not in total_cost_usd: the candidate's spend stays comparable
     judge_errors: int = 0  # judged items with no valid verdict (graded as failed)
     judge_agreement: float | None = None  # mean vote agreement where judge_samples > 1
+    judge_calls_from_cache: int = 0  # judge verdicts read from the response cache: no call
     calls_planned: int | None = None  # planned calls (candidate + live baseline); None: unknown
     calls_saved_sequential: int = 0  # planned calls a sequential stop made unnecessary
     sequential: SequentialInfo | None = None

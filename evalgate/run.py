@@ -220,7 +220,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
 
     def grade_batch(records: list[Record]) -> None:
         """Grade in place, with the judge when the rubrics need one (a sequential look)."""
-        gradings.append(grading_phase(project, records, workers))
+        gradings.append(grading_phase(project, records, workers, cache))
 
     looks = sequential_gate(project, selected, baseline, fingerprints, grade_batch)
     where = in_background(environment, project.gate.root)
@@ -238,7 +238,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     if looks is not None and looks.outcomes:  # every answer was graded at its look
         grading = combine_gradings(gradings)
     else:  # judge calls (after every model call), then the final grades
-        grading = grading_phase(project, [*cand_records, *base_records], workers)
+        grading = grading_phase(project, [*cand_records, *base_records], workers, cache)
     decision = decide_gate(cfg.gate, cand_records,
                            base_records if baseline is not None else None, cfg.samples)
     model = project.candidate

@@ -137,10 +137,12 @@ def summary_lines(result: RunResult) -> list[str]:
              spend_text(result)]
     if result.partial:
         lines.insert(0, "PARTIAL run: interrupted before every call was made")
-    if result.judge_calls:
+    if result.judge_calls or result.judge_calls_from_cache:
         agreement = (f", vote agreement {result.judge_agreement:.0%}"
                      if result.judge_agreement is not None else "")
-        lines.append(f"judge {result.judge_model}: {result.judge_calls} calls, "
+        cached = (f", {result.judge_calls_from_cache} verdicts from cache"
+                  if result.judge_calls_from_cache else "")
+        lines.append(f"judge {result.judge_model}: {result.judge_calls} calls{cached}, "
                      f"${result.judge_cost_usd:.4f} (apart from the candidate's spend), "
                      f"{result.judge_errors} judge errors{agreement}")
     if result.baseline is not None:

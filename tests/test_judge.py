@@ -39,14 +39,14 @@ def case(cid: str, answer: str) -> dict[str, Any]:
 
 def judged_run(root: Path, cases: list[dict[str, Any]], judge: dict[str, Any] | None = None,
                rubric: dict[str, Any] | None = None, max_retries: int = 2,
-               **profile: Any) -> Any:
+               cache: str = "off", **profile: Any) -> Any:
     write_project(root, model=sim_model(), cases=cases, rubric=rubric or JUDGE_RUBRIC,
                   gate={"judge": "models/judge.yaml", "samples": 1})
     model = {"provider": "sim", "model": "judge", "timeout_s": 5, "max_retries": max_retries,
              "pricing": {"input_per_mtok": 3.0, "output_per_mtok": 3.0},
              "sim": {"latency_ms": 1, "judge": judge or {}, **profile}}
     (root / "models" / "judge.yaml").write_text(yaml.safe_dump(model))
-    return run_project(load_project(root))
+    return run_project(load_project(root), cache=cache)
 
 
 def by_case(result: Any) -> dict[str, Any]:
@@ -233,9 +233,29 @@ def test_sharded_judge_figures_merge() -> None:
     from evalgate.results import RunResult
 
     a = RunResult.model_construct(judge_calls=30, judge_cost_usd=0.25, judge_errors=1,
-                                  judge_agreement=1.0, judge_model="j")
+                                  judge_agreement=1.0, judge_model="j", judge_calls_from_cache=2)
     b = RunResult.model_construct(judge_calls=10, judge_cost_usd=0.5, judge_errors=0,
-                                  judge_agreement=0.6, judge_model="j")
+                                  judge_agreement=0.6, judge_model="j", judge_calls_from_cache=5)
     merged = merged_judge([a, b])
     assert merged == {"judge_calls": 40, "judge_cost_usd": 0.75, "judge_errors": 1,
+                      "judge_calls_from_cache": 7,
                       "judge_agreement": pytest.approx(0.9), "judge_model": "j"}
+
+
+def test_judge_verdicts_are_cached_like_answers_and_errors_never(tmp_path: Path) -> None:
+    """A cached re-run asks the judge nothing: the verdicts come from the cache (keyed on the
+    answer, template, canary and vote, not on the per-call random fence) and cost nothing."""
+    cases = [case("good", GOOD), *(case(name, text) for name, text in INJECTIONS.items())]
+    first = judged_run(tmp_path / "a", cases, cache="on")
+    again = judged_run(tmp_path / "a", cases, cache="on")
+    assert first.judge_calls == 5 and first.judge_calls_from_cache == 0
+    assert again.judge_calls == 0 and again.judge_calls_from_cache == 5
+    assert again.judge_cost_usd == 0 and first.judge_cost_usd > 0
+    verdicts = {r.case_id: (r.passed, r.criteria[0].detail) for r in first.records}
+    assert {r.case_id: (r.passed, r.criteria[0].detail) for r in again.records} == verdicts
+    assert verdicts["good"][0] and not any(verdicts[name][0] for name in INJECTIONS)
+    # an unparseable verdict is a judge error and is never stored: asked again next run
+    bad = [case(f"c{i}", GOOD) for i in range(3)]
+    judged_run(tmp_path / "b", bad, judge={"malformed_rate": 1.0}, cache="on")
+    retry = judged_run(tmp_path / "b", bad, judge={"malformed_rate": 1.0}, cache="on")
+    assert retry.judge_calls == 6 and retry.judge_calls_from_cache == 0

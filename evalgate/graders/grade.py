@@ -165,6 +165,7 @@ class GradingSummary:
     judge_cost_usd: float = 0.0
     judge_errors: int = 0
     judge_agreement: float | None = None
+    judge_calls_from_cache: int = 0
 
     def fields(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -180,7 +181,8 @@ def combine_gradings(parts: Sequence[GradingSummary]) -> GradingSummary:
         judge_cost_usd=sum(p.judge_cost_usd for p in parts),
         judge_errors=sum(p.judge_errors for p in parts),
         judge_agreement=(sum(p.judge_agreement * p.judge_calls for p in judged  # type: ignore[operator]
-                             ) / weight if weight else None))
+                             ) / weight if weight else None),
+        judge_calls_from_cache=sum(p.judge_calls_from_cache for p in parts))
 
 
 def needs_judge(entries: Sequence[Any]) -> bool:
@@ -189,20 +191,28 @@ def needs_judge(entries: Sequence[Any]) -> bool:
                for e in entries for c in e.criteria)
 
 
-def grading_phase(project: Any, records: Sequence[Record], concurrency: int) -> GradingSummary:
+def grading_phase(project: Any, records: Sequence[Record], concurrency: int,
+                  cache_mode: str = "off") -> GradingSummary:
     """Ask the judge what the rubrics need (after all model calls), then grade every record
-    with the verdicts and its rubric's pass rule."""
+    with the verdicts and its rubric's pass rule. `cache_mode` is the run's response cache
+    mode: judge verdicts are cached like answers."""
     entries = project.entries_by_key()
     judged = JudgeRun()
     judge_model = getattr(project, "judge", None)
     if judge_model is not None:
         requests = [req for r in records for req in judge_requests(r, entries[r.key])]
         if requests:
+            from evalgate.persist import open_cache
             from evalgate.run import simulator_for
 
-            with simulator_for([judge_model], project.entries) as sim_url:
-                judged = run_judge(judge_model, requests, concurrency,
-                                   project.gate.config.gate.seed + 7, sim_url)
+            cache = open_cache(project.gate.root, cache_mode)
+            try:
+                with simulator_for([judge_model], project.entries) as sim_url:
+                    judged = run_judge(judge_model, requests, concurrency,
+                                       project.gate.config.gate.seed + 7, sim_url, cache)
+            finally:
+                if cache is not None:
+                    cache.close()
     for record in records:
         entry = entries[record.key]
         grade(record, entry.criteria, judged, getattr(entry, "min_score", None))
@@ -211,7 +221,8 @@ def grading_phase(project: Any, records: Sequence[Record], concurrency: int) -> 
         judge_model=judged.model, judge_calls=judged.calls,
         judge_cost_usd=judged.cost_usd,
         judge_errors=sum(1 for o in judged.outcomes.values() if o.verdict is None),
-        judge_agreement=sum(agreements) / len(agreements) if agreements else None)
+        judge_agreement=sum(agreements) / len(agreements) if agreements else None,
+        judge_calls_from_cache=judged.from_cache)
 
 
 __all__ = ["CHECKS", "combine_gradings", "grade", "grading_phase", "judge_requests"]

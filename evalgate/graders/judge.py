@@ -139,6 +139,7 @@ class JudgeRun:
     cost_by_record: dict[tuple[str, str], float] = field(default_factory=dict)
     calls_by_record: dict[tuple[str, str], int] = field(default_factory=dict)
     model: str | None = None
+    from_cache: int = 0  # votes read from the response cache (no call, no cost this run)
 
 
 def decide(votes: Sequence[tuple[str | None, str]]) -> JudgeOutcome:
@@ -158,14 +159,38 @@ def decide(votes: Sequence[tuple[str | None, str]]) -> JudgeOutcome:
 
 
 async def _ask(executor: Any, requests: Sequence[JudgeRequest], concurrency: int,
-               run: JudgeRun, sample_of: Callable[[JudgeRequest, int, int], int]
-               ) -> list[list[tuple[str | None, str]]]:
-    """Every vote of every request, retrying an unparseable verdict once with a fresh draw."""
+               run: JudgeRun, sample_of: Callable[[JudgeRequest, int, int], int],
+               cache: Any = None) -> list[list[tuple[str | None, str]]]:
+    """Every vote of every request, retrying an unparseable verdict once with a fresh draw.
+    With a response cache, a vote whose valid verdict is cached is not asked again, and new
+    valid verdicts are stored (an error or an unparseable reply never is)."""
     from evalgate.executor import run_jobs
+    from evalgate.persist import identity_text, judge_cache_key, model_identity
     from evalgate.project import PlannedCall
 
     votes: list[list[tuple[str | None, str]]] = [[] for _ in requests]
     pending = [(i, k) for i, r in enumerate(requests) for k in range(r.samples)]
+    keys: dict[tuple[int, int], str] = {}
+    if cache is not None:
+        ident = identity_text(model_identity(executor.model))
+        for i, k in pending:
+            req = requests[i]
+            keys[(i, k)] = judge_cache_key(ident, req.template,
+                                           req.entry.case.model_dump(mode="json"), req.text,
+                                           req.instructions, k)
+        missing = []
+        for i, k in pending:
+            value = cache.get(keys[(i, k)])
+            try:
+                vote = parse_verdict(value["text"]) if value is not None else None
+            except BadVerdict:
+                vote = None
+            if vote is None:
+                missing.append((i, k))
+            else:
+                votes[i].append(vote)
+                run.from_cache += 1
+        pending = missing
     for attempt in range(RETRIES_ON_BAD_VERDICT + 1):
         if not pending:
             break
@@ -191,6 +216,8 @@ async def _ask(executor: Any, requests: Sequence[JudgeRequest], concurrency: int
                 continue
             try:
                 votes[i].append(parse_verdict(record.text or ""))
+                if cache is not None:
+                    cache.put(keys[(i, k)], record)
             except BadVerdict as exc:
                 if attempt < RETRIES_ON_BAD_VERDICT:
                     retry.append((i, k))
@@ -201,8 +228,9 @@ async def _ask(executor: Any, requests: Sequence[JudgeRequest], concurrency: int
 
 
 def run_judge(judge_model: Any, requests: Sequence[JudgeRequest], concurrency: int,
-              seed: int, sim_url: str | None) -> JudgeRun:
-    """Make the judge calls for every request and decide each one."""
+              seed: int, sim_url: str | None, cache: Any = None) -> JudgeRun:
+    """Make the judge calls for every request (or read their verdicts from `cache`, a
+    persist.ResponseCache) and decide each one."""
     from evalgate.executor import Executor
     from evalgate.providers import make_provider
 
@@ -214,7 +242,7 @@ def run_judge(judge_model: Any, requests: Sequence[JudgeRequest], concurrency: i
     def sample_of(req: JudgeRequest, k: int, attempt: int) -> int:
         return req.sample_base + k * (RETRIES_ON_BAD_VERDICT + 1) + attempt
 
-    votes = asyncio.run(_ask(executor, requests, concurrency, run, sample_of))
+    votes = asyncio.run(_ask(executor, requests, concurrency, run, sample_of, cache))
     for req, got in zip(requests, votes, strict=True):
         run.outcomes[req.key] = decide(got)
     return run

@@ -202,8 +202,11 @@ def _header(result: RunResult) -> list[str]:
              f"spend {fmt('total_usd', result.total_cost_usd)}",
              *([f"{result.calls_from_cache} answers from cache (latency measured when cached)"]
                if result.calls_from_cache else []),
-             *([f"judge {result.judge_calls} calls, "
-                f"{fmt('total_usd', result.judge_cost_usd)}"] if result.judge_calls else []),
+             *([f"judge {result.judge_calls} calls"
+                + (f" ({result.judge_calls_from_cache} verdicts from cache)"
+                   if result.judge_calls_from_cache else "")
+                + f", {fmt('total_usd', result.judge_cost_usd)}"]
+               if result.judge_calls or result.judge_calls_from_cache else []),
              f"run {code(result.run_id, table=False)}"]
     if result.environment.git_commit:
         facts.append(f"commit {code(result.environment.git_commit[:12], table=False)}")
