@@ -68,12 +68,12 @@ def journal_records(root: Path) -> int:
     return sum(1 for line in files[0].read_bytes().split(b"\n")[1:] if line.endswith(b"}"))
 
 
-def start_pytest(root: Path, *args: str, env: dict[str, str] | None = None
-                 ) -> subprocess.Popen[bytes]:
+def start_pytest(root: Path, *args: str, env: dict[str, str] | None = None,
+                 new_session: bool = False) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "--evalgate", "-q", "-p", "no:cacheprovider", *args],
         cwd=root, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT)
+        stderr=subprocess.STDOUT, start_new_session=new_session)
 
 
 def run_pytest(root: Path, *args: str, env: dict[str, str] | None = None
@@ -177,15 +177,17 @@ def test_sigkill_then_resume_makes_only_the_missing_calls(
     assert resumed["verdict"] == uninterrupted["verdict"] == "PASS"
 
 
-def test_ctrl_c_stops_cleanly_with_a_partial_report(tmp_path: Path, server: SimServer) -> None:
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["plain", "xdist"])
+def test_ctrl_c_stops_cleanly_with_a_partial_report(tmp_path: Path, server: SimServer,
+                                                    xdist: list[str]) -> None:
     n = 100
-    model = model_at(server, "slower", latency_ms=600)
+    model = model_at(server, f"slower{len(xdist)}", latency_ms=600)
     root = write_project(tmp_path, model=model, cases=make_cases(n),
                          gate={"concurrency": 2, **GATE})
-    proc = start_pytest(root)
+    proc = start_pytest(root, *xdist, new_session=True)
     wait_for_records(proc, root, 4)
     t0 = time.monotonic()
-    os.kill(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
     out, _ = proc.communicate(timeout=60)
     stopped_in = time.monotonic() - t0
     # The rest of the calls would take >= (n - 4) * 0.6 / 2 = 28.8 s: stopping well inside
@@ -212,7 +214,7 @@ def test_ctrl_c_stops_cleanly_with_a_partial_report(tmp_path: Path, server: SimS
     assert 'id="partial"' in (root / "reports" / "evalgate.html").read_text()
     assert 'name="partial" value="True"' in (root / "reports" / "evalgate.xml").read_text()
 
-    server.add_profile("slower", {"latency_ms": 1})
+    server.add_profile(f"slower{len(xdist)}", {"latency_ms": 1})
     before = case_counts(server)
     code, out2 = run_pytest(root, "--evalgate-resume")
     assert code == 0, out2
