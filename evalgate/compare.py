@@ -10,7 +10,9 @@ here), so differing rubric fingerprints are a warning in every report.
 from __future__ import annotations
 
 from evalgate.config import GateSettings
+from evalgate.gate import overall_verdict
 from evalgate.guardrails import decide_gate, fallback_warnings, power_warnings
+from evalgate.production import redecided_extras
 from evalgate.results import BaselineInfo, ComparisonInfo, Record, RunResult
 
 BASELINE = "baseline"
@@ -82,6 +84,10 @@ def compare_results(baseline: RunResult, candidate: RunResult, *, alpha: float |
     settings = gate_settings(candidate, alpha)
     base_records, comparison, warnings = align(baseline, candidate)
     decision = decide_gate(settings, candidate.records, base_records, candidate.samples)
+    extras = redecided_extras(settings, [candidate], candidate.records, candidate.samples)
+    if extras:
+        decision["verdicts"] = [*decision["verdicts"], *extras]
+        decision["verdict"] = overall_verdict([v.verdict for v in decision["verdicts"]])
     warnings = fallback_warnings(candidate.records, base_records) + warnings \
         + power_warnings(decision["verdicts"])
     if candidate.partial and decision["verdict"] == "PASS":

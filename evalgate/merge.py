@@ -17,12 +17,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from evalgate.compare import comparison_warnings, gate_settings
+from evalgate.gate import overall_verdict
 from evalgate.guardrails import (
     FALLBACK_NOTE,
     decide_gate,
     fallback_warnings,
     power_warnings,
 )
+from evalgate.production import redecided_extras
 from evalgate.results import ComparisonInfo, RunResult, read_result, write_result
 
 # Warnings that depend on which canaries a run had: dropped from the shards', written afresh.
@@ -88,6 +90,10 @@ def merge_results(results: Sequence[RunResult]) -> RunResult:
                           key=lambda r: (r.key, r.sample))
     decision = decide_gate(settings, records, base_records if has_baseline else None,
                            first.samples)
+    extras = redecided_extras(settings, results, records, first.samples)
+    if extras:
+        decision["verdicts"] = [*decision["verdicts"], *extras]
+        decision["verdict"] = overall_verdict([v.verdict for v in decision["verdicts"]])
     if any(r.partial for r in results) and decision["verdict"] == "PASS":
         decision["verdict"] = "INCONCLUSIVE"  # a shard was interrupted: never a PASS
     comparison = _comparison(results)

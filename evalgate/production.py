@@ -97,3 +97,30 @@ def apply(project: Any, result: RunResult, cand: Sequence[Record], base: Sequenc
         result.verdicts = [*result.verdicts, *extra]
         result.verdict = overall_verdict([v.verdict for v in result.verdicts])
     return result
+
+
+WORST = {"FAIL": 2, "INCONCLUSIVE": 1, "PASS": 0}
+
+
+def redecided_extras(settings: Any, runs: Sequence[RunResult], records: Sequence[Record],
+                     samples: int) -> list[Any]:
+    """The production guardrails of runs whose gate is decided again (`evalgate merge` of
+    shards, `evalgate compare`): route guardrails recomputed on the records; load and
+    determinism verdicts, which were measured with live calls, carried over (the worst over
+    the runs per guardrail, so no shard's FAIL is dropped)."""
+    from evalgate.router import route_verdicts
+
+    out = list(route_verdicts(settings, records, samples)) if settings.routes else []
+    carried: dict[str, Any] = {}
+    for run in runs:
+        for v in run.verdicts:
+            if v.guardrail.startswith(("load[", "determinism.")):
+                held = carried.get(v.guardrail)
+                if held is None or WORST[v.verdict] > WORST[held.verdict]:
+                    carried[v.guardrail] = v
+    if len(runs) > 1:
+        for name, v in carried.items():
+            note = f"carried from the shards' own runs (the worst of {len(runs)})"
+            carried[name] = v.model_copy(update={"note": f"{v.note}; {note}" if v.note
+                                                 else note})
+    return out + list(carried.values())

@@ -108,3 +108,26 @@ def test_load_config_is_validated(tmp_path: Path) -> None:
                   gate={"load": {"levels": [1, 4], "max_p95_ms": {8: 100}}})
     with pytest.raises(ConfigError, match="max_p95_ms names level"):
         load_project(tmp_path)
+
+
+def test_merge_carries_the_worst_load_and_determinism_verdicts() -> None:
+    """Load and determinism were measured with live calls a merge cannot repeat: each shard's
+    verdict is carried, the worst one per guardrail, so no shard's FAIL is dropped."""
+    from evalgate.config import GateSettings
+    from evalgate.production import redecided_extras
+    from evalgate.results import GuardrailVerdict, RunResult
+
+    def verdict(name: str, v: str) -> GuardrailVerdict:
+        return GuardrailVerdict(guardrail=name, metric="latency_p95_ms", kind="load",
+                                test="point", verdict=v, reason=v)
+
+    shards = [RunResult.model_construct(verdicts=[verdict("load[c=4].latency_p95_ms", "PASS"),
+                                                  verdict("determinism.agreement", "PASS"),
+                                                  verdict("latency_p95_ms", "FAIL")]),
+              RunResult.model_construct(verdicts=[verdict("load[c=4].latency_p95_ms", "FAIL"),
+                                                  verdict("determinism.agreement", "PASS")])]
+    extras = {v.guardrail: v for v in redecided_extras(GateSettings(), shards, [], 1)}
+    assert set(extras) == {"load[c=4].latency_p95_ms", "determinism.agreement"}
+    assert extras["load[c=4].latency_p95_ms"].verdict == "FAIL"
+    assert "worst of 2" in (extras["load[c=4].latency_p95_ms"].note or "")
+    assert extras["determinism.agreement"].verdict == "PASS"

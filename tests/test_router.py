@@ -184,3 +184,31 @@ def test_plugin_runs_route_gate_items_and_reports(pytester: pytest.Pytester) -> 
     assert "Routes" in md and "`fast`" in md
     html = (pytester.path / "reports" / "evalgate.html").read_text()
     assert 'id="production"' in html and "fast" in html
+
+
+def test_merge_and_compare_keep_the_route_guardrails(tmp_path: Path) -> None:
+    """`evalgate merge` and `evalgate compare` decide the gate again from the records: the
+    route guardrails are decided again too (not dropped), so a route regression still FAILs."""
+    from evalgate.compare import compare_results
+    from evalgate.merge import merge_results
+
+    gate = {"gate": {"routes": {"default": {"latency_p50_ms": {"max": 200}}}}}
+    routed_project(tmp_path, n=12, gate=gate, fast=fast_model(hallucination_rate=0.0),
+                   strong=strong_model(latency_ms=300))
+    project = load_project(tmp_path)
+    ids = [f"{e.key}#0" for e in project.entries]
+    halves = [run_project(project, selected=ids[:6]), run_project(project, selected=ids[6:])]
+    merged = merge_results(halves)
+    verdicts = {v.guardrail: v for v in merged.verdicts}
+    assert verdicts["route[default].latency_p50_ms"].verdict == "FAIL"
+    # decided on the union's default-route calls, not taken from either half
+    from evalgate.metrics import percentile
+    union = [r.latency_ms for r in merged.records if r.route == "default" and r.latency_ms]
+    assert len(union) == 6
+    assert verdicts["route[default].latency_p50_ms"].value == pytest.approx(
+        percentile(union, 50))
+    assert merged.verdict == "FAIL"
+    compared = compare_results(merged, merged)
+    assert {v.guardrail: v.verdict for v in compared.verdicts}[
+        "route[default].latency_p50_ms"] == "FAIL"
+    assert compared.verdict == "FAIL"
