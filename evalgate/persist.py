@@ -204,12 +204,15 @@ def model_identity(model: LoadedModel) -> dict[str, Any]:
 
 def cache_key(identity: dict[str, Any] | str, call: PlannedCall) -> str:
     """sha256 over the model identity, the full messages and the sample index. The http and
-    callable providers see the whole canary (their templates may use any field), so for them
-    the canary is part of the key too. `identity` may be given as identity_text() already."""
+    callable providers see the whole canary (their templates may use any field) and the
+    simulator answers by canary key (its X-Evalgate-Case header; two canaries may share a
+    prompt), so for them the canary and its key are part of the key too. `identity` may be
+    given as identity_text() already."""
     ident = identity if isinstance(identity, str) else identity_text(identity)
     parts = [ident, json.dumps(call.messages, sort_keys=True, separators=(",", ":")),
              str(call.sample)]
-    if '"provider":"http"' in ident or '"provider":"callable"' in ident:
+    if any(f'"provider":"{p}"' in ident for p in ("http", "callable", "sim")):
+        parts.append(call.entry.key)
         parts.append(json.dumps(call.entry.case.model_dump(mode="json"), sort_keys=True,
                                 separators=(",", ":"), default=str))
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()

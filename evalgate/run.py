@@ -101,7 +101,8 @@ async def run_looks(jobs: list[list[Step]], concurrency: int, looks: SequentialG
     for batch in looks.batches([job[0][1].entry.key for job in jobs]):
         part = await run_jobs([jobs[i] for i in batch], concurrency)
         done += part
-        if looks.after_look([r for job in part for r in job]):
+        # In a thread: a look grades its answers, and the judge runs its own event loop.
+        if await asyncio.to_thread(looks.after_look, [r for job in part for r in job]):
             break
     return done
 

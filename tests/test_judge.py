@@ -39,9 +39,9 @@ def case(cid: str, answer: str) -> dict[str, Any]:
 
 def judged_run(root: Path, cases: list[dict[str, Any]], judge: dict[str, Any] | None = None,
                rubric: dict[str, Any] | None = None, max_retries: int = 2,
-               cache: str = "off", **profile: Any) -> Any:
+               cache: str = "off", gate: dict[str, Any] | None = None, **profile: Any) -> Any:
     write_project(root, model=sim_model(), cases=cases, rubric=rubric or JUDGE_RUBRIC,
-                  gate={"judge": "models/judge.yaml", "samples": 1})
+                  gate={"judge": "models/judge.yaml", "samples": 1, **(gate or {})})
     model = {"provider": "sim", "model": "judge", "timeout_s": 5, "max_retries": max_retries,
              "pricing": {"input_per_mtok": 3.0, "output_per_mtok": 3.0},
              "sim": {"latency_ms": 1, "judge": judge or {}, **profile}}
@@ -259,3 +259,28 @@ def test_judge_verdicts_are_cached_like_answers_and_errors_never(tmp_path: Path)
     judged_run(tmp_path / "b", bad, judge={"malformed_rate": 1.0}, cache="on")
     retry = judged_run(tmp_path / "b", bad, judge={"malformed_rate": 1.0}, cache="on")
     assert retry.judge_calls == 6 and retry.judge_calls_from_cache == 0
+
+
+def test_canaries_sharing_a_prompt_never_share_a_cached_answer(tmp_path: Path) -> None:
+    """The simulator answers by canary (its case header), so two canaries with one prompt get
+    different answers: the cache must keep them apart, or a re-run grades the wrong answer."""
+    twins = [{**case("a", GOOD), "prompt": "Same question?"},
+             {**case("b", INJECTIONS["ignore"]), "prompt": "Same question?"}]
+    first = judged_run(tmp_path, twins, cache="on")
+    again = judged_run(tmp_path, twins, cache="on")
+    assert again.calls_from_cache == 2
+    assert {r.case_id: r.text for r in again.records} == {r.case_id: r.text
+                                                          for r in first.records}
+    assert by_case(again)["a"].text != by_case(again)["b"].text
+    assert by_case(again)["a"].passed and not by_case(again)["b"].passed
+
+
+def test_sequential_looks_call_the_judge_at_each_look(tmp_path: Path) -> None:
+    """A look grades its answers with the judge (its own event loop, off the calls' loop)."""
+    cases = [case(f"c{i}", GOOD) for i in range(60)]
+    result = judged_run(tmp_path, cases, gate={"gate": {
+        "sequential": True, "metrics": {"pass_rate": {"min": 0.5}}}})
+    seq = result.sequential
+    assert seq is not None and seq.stopped_early and seq.looks_done == 1
+    assert len(result.records) == 20 and result.judge_calls == 20
+    assert all(r.passed and r.criteria[0].check == "judge" for r in result.records)
