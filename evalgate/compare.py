@@ -102,6 +102,7 @@ def compare_results(baseline: RunResult, candidate: RunResult, *, alpha: float |
                         config=baseline.candidate.config)
     return candidate.model_copy(deep=True, update={
         **decision,
+        "sequential": None,  # decided again on every answer, at the full alpha
         "baseline": info,
         "baseline_records": base_records,
         "comparison": comparison,

@@ -24,7 +24,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -190,6 +190,8 @@ def model_identity(model: LoadedModel) -> dict[str, Any]:
     cfg = model.config
     ident: dict[str, Any] = {"provider": cfg.provider, "model": cfg.model or model.name,
                              "params": cfg.params}
+    if getattr(model, "router", None) is not None:  # routes, targets and their prices
+        ident["router"] = model.fingerprint()
     if cfg.provider in DEFAULT_BASE_URLS:
         ident["base_url"] = (cfg.base_url or DEFAULT_BASE_URLS[cfg.provider]).rstrip("/")
     elif cfg.provider == "http" and cfg.http is not None:
@@ -211,7 +213,8 @@ def cache_key(identity: dict[str, Any] | str, call: PlannedCall) -> str:
     ident = identity if isinstance(identity, str) else identity_text(identity)
     parts = [ident, json.dumps(call.messages, sort_keys=True, separators=(",", ":")),
              str(call.sample)]
-    if any(f'"provider":"{p}"' in ident for p in ("http", "callable", "sim")):
+    if any(f'"provider":"{p}"' in ident for p in ("http", "callable", "sim")) \
+            or '"router":' in ident:  # a router picks its route from the canary's fields
         parts.append(call.entry.key)
         parts.append(json.dumps(call.entry.case.model_dump(mode="json"), sort_keys=True,
                                 separators=(",", ":"), default=str))
@@ -281,7 +284,8 @@ class ResponseCache:
 
     def put(self, key: str, record: Record) -> None:
         """Queue a successful answer; errors are never cached."""
-        if not self.writes or not record.ok or record.text is None or record.cached:
+        if not self.writes or not record.ok or record.text is None or record.cached \
+                or record.answered_by is not None:  # a fallback's answer is not the primary's
             return
         value = {"text": record.text, "finish_reason": record.finish_reason,
                  "input_tokens": record.input_tokens, "output_tokens": record.output_tokens,
@@ -353,15 +357,18 @@ class Replay:
     the step stays in its job, so the runner (and a sequential look) sees every canary, but no
     call is made."""
 
-    def __init__(self, inner: Any, record: Record) -> None:
+    def __init__(self, inner: Any, record: Record, on_replay: Callable[[Record], None]
+                 ) -> None:
         self.inner = inner
         self.record = record
+        self.on_replay = on_replay  # counts it as used: a sequential stop may skip the step
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     async def call(self, client: Any, call: PlannedCall, label: str, *args: Any,
                    **kwargs: Any) -> Record:
+        self.on_replay(self.record)
         return self.record
 
 
@@ -376,11 +383,21 @@ class Persistence:
     planned: int = 0
     from_cache: int = 0
     from_journal: int = 0
+    journal: Any = None  # the finished calls' journal, kept until finish()
+    # (config, record id) of answers the journal gave: their attempts were made by another run
+    reused: set[tuple[str, str]] = field(default_factory=set)
     unreadable_lines: int = 0
     resumed_missing: bool = False  # --evalgate-resume given, but no journal of this run
     replaced_journal: bool = False  # an interrupted run's journal, not resumed, started over
     cache_error: str | None = None  # the cache could not be opened: the run went without
     journal_error: str | None = None  # the journal could not be written: no resume possible
+
+    def finish(self) -> None:
+        """The whole run is done (grading, judge, load, result): its journal is not needed.
+        Until then a Ctrl-C or a crash keeps it, so --evalgate-resume loses no answer."""
+        if self.journal is not None:
+            self.journal.path.unlink(missing_ok=True)
+            self.journal = None
 
     def run(self, jobs: Sequence[Sequence[tuple[Any, PlannedCall, str]]], key: str,
             runner: Callable[[list[list[Any]]], Any]) -> list[list[Record]]:
@@ -428,9 +445,19 @@ class Persistence:
             done[(record.config, record.record_id)] = record
             if journal is not None:
                 journal.append(record)
-            # A fallback model's answer is not the primary's: never cached under its key.
-            if cache is not None and cache.writes and record.ok and record.answered_by is None:
+            if cache is not None and cache.writes and record.ok:
                 cache.put(key_of(executor, call), record)
+
+        def from_journal(record: Record) -> None:
+            done[(record.config, record.record_id)] = record
+            self.from_journal += 1
+            self.reused.add((record.config, record.record_id))
+
+        def from_cache(record: Record) -> None:
+            done[(record.config, record.record_id)] = record
+            self.from_cache += 1
+            if journal is not None:
+                journal.append(record)
 
         finished = False
         try:
@@ -440,11 +467,9 @@ class Persistence:
                 for executor, call, label in job:
                     found = reuse.get((label, call.record_id))
                     if found is not None:
-                        done[(label, call.record_id)] = found
-                        self.from_journal += 1
                         if cache is not None:  # the killed run may not have stored it there
                             cache.put(key_of(executor, call), found)
-                        steps.append((Replay(executor, found), call, label))
+                        steps.append((Replay(executor, found, from_journal), call, label))
                         continue
                     # The key is computed here, before the run, also for a cache that only
                     # writes: the sink on the event loop then only looks it up.
@@ -452,24 +477,22 @@ class Persistence:
                     value = cache.get(key) if cache is not None else None
                     if value is not None:
                         record = cached_record(executor.model, call, label, value)
-                        done[(label, call.record_id)] = record
-                        if journal is not None:
-                            journal.append(record)
-                        steps.append((Replay(executor, record), call, label))
+                        steps.append((Replay(executor, record, from_cache), call, label))
                         continue
                     steps.append((Recorder(executor, sink), call, label))
                 if steps:
                     todo.append(steps)
-            if any(not isinstance(step[0], Replay) for job in todo for step in job):
+            if todo:  # also when all replay: a sequential run still takes its looks
                 runner(todo)
             finished = True
         except KeyboardInterrupt:
             self.partial = True
         finally:
             if journal is not None:  # a finished run needs no journal; any other keeps it
-                journal.close(remove=finished)
+                journal.close()
+                if finished:  # removed by finish(), once grading and reports are done too
+                    self.journal = journal
             if cache is not None:
                 cache.close()
-        self.from_cache = sum(1 for r in done.values() if r.cached)
         return [[done[(label, call.record_id)] for _, call, label in job
                  if (label, call.record_id) in done] for job in jobs]

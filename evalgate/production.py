@@ -63,6 +63,21 @@ def apply(project: Any, result: RunResult, cand: Sequence[Record], base: Sequenc
         if missing:
             result.warnings.append(f"traffic weights name tag(s) {', '.join(missing)} that no "
                                    "answered canary has: left out of the blended cost")
+    if result.partial and (cfg.load is not None or cfg.determinism is not None):
+        # interrupted: no more calls; their guardrails cannot be decided
+        result.warnings.append("PARTIAL run: the load profile and determinism checks were "
+                               "not run")
+        from evalgate.guardrails import undecidable
+
+        extra += [undecidable(g, 1, 0, "the run was interrupted before this check")
+                  for g in extra_guardrails(cfg, result.baseline is not None)
+                  if not g.name.startswith("route[")]
+        result.wall_time_s = round(result.wall_time_s + time.perf_counter() - t0, 3)
+        result.verdicts = [*result.verdicts, *extra]
+        result.verdict = overall_verdict([v.verdict for v in result.verdicts])
+        if result.verdict == "PASS":
+            result.verdict = "INCONCLUSIVE"
+        return result
     if cfg.load is not None:
         from evalgate.load import load_verdicts, run_load
 

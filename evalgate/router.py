@@ -237,8 +237,9 @@ class RoutedExecutor:
             client, self._planned(target, call), label, t0)
         record.route, record.model = route, target.name
         fallback = self.router.fallback
-        if record.ok or fallback is None or fallback.path.resolve() == target.path.resolve():
-            return record
+        if record.ok or fallback is None or fallback.path.resolve() == target.path.resolve() \
+                or (not record.retryable and record.error_class != "deadline_exceeded"):
+            return record  # as falls_back(): a config's own error (auth, bad request) stays
         second = await self.executors[fallback.path.resolve()].call(
             client, self._planned(fallback, call), label, t0)
         offset = len(record.attempts)

@@ -237,6 +237,10 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     elif baseline is not None:
         comparison = ComparisonInfo(compared=len({r.key for r in cand_records}))
     if looks is not None and looks.outcomes:  # every answer was graded at its look
+        # ... except a look cut short by Ctrl-C: its answers are graded here
+        ungraded = [r for r in [*cand_records, *base_records] if r.ok and not r.criteria]
+        if ungraded:
+            grade_batch(ungraded)
         grading = combine_gradings(gradings)
     else:  # judge calls (after every model call), then the final grades
         grading = grading_phase(project, [*cand_records, *base_records], workers, cache)
@@ -244,12 +248,14 @@ def run_project(project: Project, selected: Collection[str] | None = None,
                            base_records if baseline is not None else None, cfg.samples)
     model = project.candidate
     all_records = [*cand_records, *(base_records if live is not None else [])]
-    planned, seq_info = len(all_records), None
+    planned, saved, seq_info = persist.planned or len(all_records), 0, None
     if looks is not None and looks.outcomes:  # the looks' verdicts, at their nominal levels
         decision["verdicts"] = looks.verdicts()
         decision["verdict"] = overall_verdict([v.verdict for v in decision["verdicts"]])
         planned = looks.calls_planned
         seq_info = looks.info(planned, len(all_records))
+        if looks.stopped_early and not persist.partial:  # Ctrl-C saves nothing
+            saved = planned - len(all_records)
     warnings = fallback_warnings(cand_records, base_records) + warnings \
         + power_warnings(decision["verdicts"])
     warnings = reliability_notes(persist, all_records, decision) + warnings
@@ -266,9 +272,10 @@ def run_project(project: Project, selected: Collection[str] | None = None,
                             fingerprint=model.fingerprint(), config=model.describe()),
         samples=cfg.samples,
         concurrency=workers,
-        calls_made=sum(len(r.attempts) for r in all_records),
+        calls_made=sum(len(r.attempts) for r in all_records
+                       if (r.config, r.record_id) not in persist.reused),
         calls_planned=planned,
-        calls_saved_sequential=planned - len(all_records),
+        calls_saved_sequential=saved,
         sequential=seq_info,
         records=cand_records,
         **decision,
@@ -288,8 +295,10 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     # Routes, blended cost, load profile, determinism: only when configured.
     from evalgate.production import apply
 
-    return apply(project, result, cand_records, base_records if baseline is not None else None,
-                 live, workers, selected)
+    result = apply(project, result, cand_records,
+                   base_records if baseline is not None else None, live, workers, selected)
+    persist.finish()  # not before: a Ctrl-C while grading or loading keeps the journal
+    return result
 
 
 LATENCY_METRICS = ("latency_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")

@@ -262,3 +262,16 @@ def test_cached_answers_are_replayed_inside_the_looks(tmp_path: Path) -> None:
     assert again.calls_from_cache == 100 and again.calls_made == 0
     assert {r.record_id for r in again.records} == {r.record_id for r in first.records}
     assert all(r.cached and r.passed for r in again.records)
+
+
+def test_a_fully_cached_rerun_still_takes_its_looks(tmp_path: Path) -> None:
+    """Every answer in the cache: the looks still run over the replayed answers, so the
+    decision basis (look levels) does not depend on what the cache happened to hold."""
+    project = seq_project(tmp_path, 300, 0.0, looks=False)
+    whole = run_project(load_project(project), cache="on")
+    assert whole.sequential is None and whole.calls_made == 300
+    cfg = (project / "evalgate.yaml").read_text()
+    (project / "evalgate.yaml").write_text(cfg.replace("sequential: false", "sequential: true"))
+    again = run_project(load_project(project), cache="on")
+    assert again.sequential is not None and again.sequential.looks_done == 1
+    assert again.calls_made == 0 and again.calls_from_cache == 100
