@@ -33,7 +33,7 @@ from evalgate.project import load_project
 from evalgate.results import Record
 from evalgate.run import run_project
 from evalgate.sim import SimServer
-from tests.conftest import make_cases, read_json, sim_cases_from, write_project
+from tests.conftest import make_cases, read_json, sim_cases_from, sim_model, write_project
 
 pytest_plugins = ["pytester"]
 
@@ -425,3 +425,40 @@ def test_an_unusable_cache_or_journal_costs_calls_not_the_run(tmp_path: Path,
                for w in result.warnings)
     assert any("run journal (.evalgate/journal) could not be written" in w
                for w in result.warnings)
+
+
+def test_a_fallback_answer_is_never_cached(tmp_path: Path) -> None:
+    """Also not when it comes back from a resumed journal: the cache would replay it later as
+    the primary's answer, at the primary's price, with no fallback warning."""
+    cache = ResponseCache(tmp_path / "cache", "on")
+    primary = Record(key="s/a", set="s", case_id="a", ok=True, text="from primary")
+    backup = Record(key="s/b", set="s", case_id="b", ok=True, text="from backup",
+                    answered_by="backup")
+    cache.put("k-primary", primary)
+    cache.put("k-backup", backup)
+    cache.close()
+    again = ResponseCache(tmp_path / "cache", "read")
+    assert again.get("k-primary") is not None and again.get("k-backup") is None
+    again.close()
+
+
+def test_ctrl_c_while_grading_keeps_the_journal_for_resume(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal outlives the calls: a Ctrl-C after them (grading, the judge, the load
+    profile) loses no answer, and a resume makes no call at all."""
+    import evalgate.run as run_mod
+
+    root = write_project(tmp_path, model=sim_model(latency_ms=1), cases=make_cases(6),
+                         gate=GATE)
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(run_mod, "grading_phase", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run_project(load_project(root))
+    assert len(journal_files(root)) == 1
+    resumed = run_project(load_project(root), resume=True)
+    assert resumed.calls_from_journal == 6 and resumed.calls_made == 0
+    assert resumed.verdict == "PASS" and not journal_files(root)  # finished: removed

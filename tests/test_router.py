@@ -111,6 +111,15 @@ def test_a_cached_rerun_keeps_routes_and_target_prices(tmp_path: Path) -> None:
     assert after == before
     assert [(s.route, s.calls, s.metrics["cost_per_request_usd"]) for s in again.routes] == \
         [(s.route, s.calls, s.metrics["cost_per_request_usd"]) for s in first.routes]
+    # A route pointed at another model is another router: nothing of the old one is reused,
+    # and a plain candidate equal to one target never gets the router's answers.
+    (tmp_path / "models" / "fast.yaml").write_text(yaml.safe_dump(
+        {**fast_model(), "model": "fast-m2"}))
+    changed = run_project(load_project(tmp_path), cache="on")
+    assert changed.calls_from_cache == 0 and changed.calls_made == 12
+    write_project(tmp_path, model=strong_model(), cases=make_cases(12))
+    plain = run_project(load_project(tmp_path), cache="on")
+    assert plain.calls_from_cache == 0
 
 
 @pytest.mark.parametrize("when, needle", [
