@@ -351,3 +351,52 @@ def test_a_bad_template_inside_a_combinator_is_located(tmp_path: Path) -> None:
                   - {id: b, check: contains_all, values: "{{ case.expected.facts "}
             """)
     assert "rubrics/r.yaml:6: criteria.0.checks.1.values: template error" in str(exc.value)
+
+
+# ------------------------------------------------- hostile answers and schema values (review)
+
+def test_hostile_json_answers_fail_the_criterion_never_the_run() -> None:
+    deep = "[" * 5000
+    assert not run("json_valid", deep)[0]
+    assert not run("json_schema", deep, schema={"type": "array"})[0]
+    huge = '{"n": 1' + "0" * 400 + "}"
+    ok, _ = run("json_schema", huge, schema={"type": "object", "properties": {
+        "n": {"type": "integer", "maximum": 5}}})
+    assert not ok
+    assert not run("json_valid", "NaN")[0]  # NaN and Infinity are not JSON
+    assert not run("json_schema", '{"s": NaN}', schema={"type": "object"})[0]
+
+
+def test_schema_values_are_checked_at_load_and_booleans_are_not_numbers() -> None:
+    assert check_schema({"type": "integer", "minimum": "0"})
+    assert check_schema({"type": "string", "maxLength": "3"})
+    assert check_schema({"enum": 5})
+    assert check_schema({"type": "object", "required": "id"})
+    assert check_schema({"type": "array", "items": [{"type": "string"}]})  # list form
+    assert not check_schema({"type": "array", "items": {"type": "string"}, "minItems": 1})
+    assert validate(True, {"enum": [1]}) and validate(False, {"const": 0})
+    assert not validate(1, {"enum": [1]}) and not validate([True], {"const": [True]})
+
+
+def test_signed_and_leading_dot_numbers_are_values() -> None:
+    # states(fact, answer)
+    assert not states("5 degrees", "It is -5 degrees.")
+    assert states("-5 degrees", "It is -5 degrees.")
+    assert states("-5 degrees", "It is \u22125 degrees.")  # a typographic minus
+    assert states("30 days", "a 30-day window") and states("10", "pages 5-10")
+    assert states("0.5 percent", "Only .5% of orders.") and not states("5 percent", "Only .5%.")
+    assert run("numeric", "It is -5 degrees.", value=-5)[0]
+    assert not run("numeric", "It is -5 degrees.", value=5)[0]
+
+
+def test_a_negated_claim_is_never_supported_by_word_overlap() -> None:
+    ctx = "The plan includes refunds."
+    assert lexical_support("The plan includes refunds.", ctx, 0.8, 0.5).status == "supported"
+    for contrary in ("The plan does not include refunds.", "The plan never includes refunds.",
+                     "It doesn't include refunds."):
+        s = lexical_support(contrary, ctx, 0.8, 0.5)
+        assert s.status == "undecided" and "negation" in s.why
+    # a negation the context states too is fine
+    assert lexical_support("Refunds are not given after 30 days.",
+                           "Refunds are not given after 30 days of delivery.", 0.8,
+                           0.5).status == "supported"

@@ -552,3 +552,16 @@ def test_ten_thousand_canaries_stay_small_and_fast(
         == 100
     assert size_mb < 30
     assert load_s < 20, "generous for slow CI machines; typically a few seconds"
+
+
+def test_control_characters_never_reach_the_html(engine_result: RunResult) -> None:
+    """An answer, a judge reason or a warning carrying ESC (ANSI) or NUL is shown with U+FFFD:
+    the page stays well-formed text, and the text a reader copies carries no escape codes."""
+    records = [r.model_copy(deep=True) for r in engine_result.records]
+    records[0].text = "red \x1b[31malert\x1b[0m and a NUL \x00 here"
+    records[0].criteria = [CriterionResult(id="c", kind="quality", check="judge",
+                                           passed=False, detail="reason \x07\x1b[2J")]
+    html = render_html(engine_result.model_copy(update={
+        "records": records, "warnings": [*engine_result.warnings, "warn \x1b]0;x\x07"]}))
+    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", html)
+    assert "red \ufffd[31malert" in html

@@ -101,9 +101,22 @@ def max_words(answer: str, params: dict[str, Any]) -> CheckOutcome:
     return CheckOutcome(count <= limit, f"{count} words (max {limit})")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(answer: str) -> Any:
+    """Strict JSON (no NaN/Infinity); ValueError for anything else, also for nesting too deep
+    to parse (RecursionError) or numbers too large to use: an answer can never crash grading."""
+    try:
+        return json.loads(answer, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def json_valid(answer: str, params: dict[str, Any]) -> CheckOutcome:
     try:
-        json.loads(answer)
+        parse_json(answer)
     except ValueError as exc:
         return CheckOutcome(False, f"not valid JSON: {exc}")
     return CheckOutcome(True, "valid JSON")
@@ -137,10 +150,13 @@ def max_tokens(answer: str, params: dict[str, Any]) -> CheckOutcome:
 
 def json_schema(answer: str, params: dict[str, Any]) -> CheckOutcome:
     try:
-        data = json.loads(answer)
+        data = parse_json(answer)
     except ValueError as exc:
         return CheckOutcome(False, f"not valid JSON: {exc}")
-    errors = jsonschema_lite.validate(data, params["schema"])
+    try:
+        errors = jsonschema_lite.validate(data, params["schema"])
+    except (RecursionError, OverflowError) as exc:  # e.g. a 400-digit integer vs a bound
+        return CheckOutcome(False, f"cannot validate: {type(exc).__name__}")
     if errors:
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
         return CheckOutcome(False, "; ".join(errors[:3]) + more)

@@ -22,6 +22,11 @@ them my your his our their not no yes any all each every some such than too very
 only own same what which who whom whose when where why how up out off again further once
 """
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+# Words that turn a claim around. Word overlap cannot see them ("does not include refunds"
+# shares every content word with "includes refunds"), so a claim with a negation the context
+# does not have is never supported lexically: at best undecided (the judge, or `undecided:`).
+# "t" is what "doesn't" / "isn't" leave after punctuation is dropped.
+NEGATIONS = frozenset({"not", "no", "never", "none", "nor", "cannot", "without", "t"})
 
 
 @dataclass(frozen=True)
@@ -36,12 +41,25 @@ def _fold(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
-def lexical_support(claim: str, context: str, supported_at: float,
+@dataclass(frozen=True)
+class Context:
+    """A context tokenised once (an answer has many claims; a context may be long)."""
+
+    words: frozenset[str]
+    numbers: tuple[float, ...]
+
+    @classmethod
+    def of(cls, text: str) -> Context:
+        toks = tokens(text)
+        return cls(frozenset(_fold(t.word) for t in toks if t.word is not None),
+                   tuple(t.number for t in toks if t.number is not None))
+
+
+def lexical_support(claim: str, context: str | Context, supported_at: float,
                     unsupported_below: float) -> ClaimSupport:
     """Score one claim against the context (see the module docstring)."""
-    ctx = tokens(context)
-    ctx_words = {_fold(t.word) for t in ctx if t.word is not None}
-    ctx_numbers = [t.number for t in ctx if t.number is not None]
+    ctx = context if isinstance(context, Context) else Context.of(context)
+    ctx_words, ctx_numbers = ctx.words, ctx.numbers
     said = tokens(claim)
     numbers = [t for t in said if t.number is not None]
     missing_numbers = [t.text for t in numbers
@@ -61,6 +79,11 @@ def lexical_support(claim: str, context: str, supported_at: float,
     why = f"{found}/{total} content words in the context"
     if missing_words:
         why += f"; not found: {', '.join(dict.fromkeys(missing_words))}"
+    negated = sorted({t.word for t in said if t.word in NEGATIONS} - ctx_words)
+    if negated and support >= unsupported_below:
+        return ClaimSupport(claim, support, "undecided",
+                            f"{why}; negation ({', '.join(negated)}) not in the context: word "
+                            "overlap cannot tell a claim from its contrary")
     if support >= supported_at:
         return ClaimSupport(claim, support, "supported", why)
     if support < unsupported_below:
@@ -70,5 +93,5 @@ def lexical_support(claim: str, context: str, supported_at: float,
 
 def split_and_score(answer: str, context: str, supported_at: float,
                     unsupported_below: float) -> list[ClaimSupport]:
-    return [lexical_support(c, context, supported_at, unsupported_below)
-            for c in claims(answer)]
+    ctx = Context.of(context)
+    return [lexical_support(c, ctx, supported_at, unsupported_below) for c in claims(answer)]

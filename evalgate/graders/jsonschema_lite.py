@@ -30,18 +30,49 @@ def check_schema(schema: Any, at: str = "schema") -> list[str]:
     for t in [types] if isinstance(types, str) else types or []:
         if t not in TYPES:
             problems.append(f"{at}.type: unknown type {t!r}")
+    if types is not None and not isinstance(types, str | list):
+        problems.append(f"{at}.type: a type name or a list of them")
     if "pattern" in schema:
         try:
             re.compile(schema["pattern"])
         except (re.error, TypeError) as exc:
             problems.append(f"{at}.pattern: invalid regular expression: {exc}")
-    for name, sub in (schema.get("properties") or {}).items():
+    for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        if key in schema and not _is_type(schema[key], "number"):
+            problems.append(f"{at}.{key}: must be a number, got {_kind(schema[key])}")
+    for key in ("minLength", "maxLength", "minItems", "maxItems"):
+        if key in schema and not (_is_type(schema[key], "integer") and schema[key] >= 0):
+            problems.append(f"{at}.{key}: must be a non-negative integer")
+    if "enum" in schema and not isinstance(schema["enum"], list):
+        problems.append(f"{at}.enum: must be a list")
+    if "required" in schema and not (isinstance(schema["required"], list)
+                                     and all(isinstance(n, str) for n in schema["required"])):
+        problems.append(f"{at}.required: must be a list of property names")
+    if "properties" in schema and not isinstance(schema["properties"], dict):
+        problems.append(f"{at}.properties: must be a mapping")
+    for name, sub in (schema.get("properties") or {}).items() \
+            if isinstance(schema.get("properties"), dict) else ():
         problems += check_schema(sub, f"{at}.properties.{name}")
     for key in ("items", "additionalProperties"):
         sub = schema.get(key)
         if isinstance(sub, dict):
             problems += check_schema(sub, f"{at}.{key}")
+        elif sub is not None and not (key == "additionalProperties" and isinstance(sub, bool)):
+            problems.append(f"{at}.{key}: must be a schema (a mapping)"
+                            + (" or a boolean" if key == "additionalProperties" else "")
+                            + " (the list form of items is not supported)")
     return problems
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: true is not 1 and false is not 0 (Python says they are)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
 
 
 def _is_type(value: Any, name: str) -> bool:
@@ -69,9 +100,9 @@ def validate(value: Any, schema: dict[str, Any], at: str = "$") -> list[str]:
         names = [types] if isinstance(types, str) else list(types)
         if not any(_is_type(value, t) for t in names):
             return [f"{at}: expected {' or '.join(names)}, got {_kind(value)}"]
-    if "enum" in schema and value not in schema["enum"]:
+    if "enum" in schema and not any(_same(value, option) for option in schema["enum"]):
         errors.append(f"{at}: {value!r} is not one of {schema['enum']!r}")
-    if "const" in schema and value != schema["const"]:
+    if "const" in schema and not _same(value, schema["const"]):
         errors.append(f"{at}: {value!r} is not {schema['const']!r}")
     if _is_type(value, "number"):
         for key, bad in (("minimum", lambda v, b: v < b), ("maximum", lambda v, b: v > b),

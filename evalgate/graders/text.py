@@ -46,9 +46,11 @@ _TENS = {w: 10 * i for i, w in enumerate(_TEN_WORDS.split(), start=2)}
 _SCALES = {"thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
 NUMBER_WORDS = frozenset([*_UNITS, *_TENS, "hundred", *_SCALES])
 
-# A digit number: 1,000 / 1000 / 2.5 / .5 ; a word; a percent sign; any other symbol is dropped.
-_TOKEN = re.compile(r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)|(?P<word>[^\W_]+)"
-                    r"|(?P<pct>%)")
+# A digit number: 1,000 / 1000 / 2.5 / .5, with its minus sign when the sign is not glued to a
+# word or number before it ("-5" is minus five; "5-10" and "30-day" have no sign); a word; a
+# percent sign; any other symbol is dropped.
+_TOKEN = re.compile(r"(?P<num>(?:(?<![\w.])-)?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
+                    r"|(?<!\d)\.\d+))|(?P<word>[^\W_]+)|(?P<pct>%)")
 
 
 @dataclass(frozen=True)

@@ -511,12 +511,24 @@ def thousands(v: int) -> str:
     return f"{v:,}"
 
 
+# C0/C1 controls (but tab and newline) and lone surrogates: shown as U+FFFD, never written raw.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _visible(value: object) -> object:
+    """Every {{ }} value: untrusted text (answers, reasons, claims) loses its control
+    characters before it is escaped; markup evalgate built itself is left as it is."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return _CONTROL.sub("\ufffd", value)
+    return value
+
+
 @cache
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("evalgate.report", "templates"),
         autoescape=True, trim_blocks=True, lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined)
+        undefined=jinja2.StrictUndefined, finalize=_visible)
     env.filters["num"] = thousands
     return env
 

@@ -210,7 +210,7 @@ def _header(result: RunResult) -> list[str]:
              f"run {code(result.run_id, table=False)}"]
     if result.environment.git_commit:
         facts.append(f"commit {code(result.environment.git_commit[:12], table=False)}")
-    lines += [", ".join(facts) + ".", "", "C" + spend_text(result)[1:] + ".", ""]
+    lines += [", ".join(facts) + ".", "", prose("C" + spend_text(result)[1:] + ".", 2000), ""]
     return lines
 
 
