@@ -231,14 +231,15 @@ def judge_cache_key(identity: str, template: str, case: dict[str, Any], answer: 
     return hashlib.sha256("\x1fjudge\x1f".join(parts).encode()).hexdigest()
 
 
-def open_cache(root: Path, mode: str) -> ResponseCache | None:
-    """The response cache for a mode, or None when off or unusable (it then costs calls only)."""
+def open_cache(root: Path, mode: str) -> tuple[ResponseCache | None, str | None]:
+    """The response cache for a mode (None when off) and why it could not be opened, if so:
+    an unusable cache (a read-only checkout, a locked file) costs calls, never the run."""
     if mode == "off":
-        return None
+        return None, None
     try:
-        return ResponseCache(root / STATE_DIR / CACHE_DIR, mode)  # type: ignore[arg-type]
-    except (OSError, sqlite3.Error):
-        return None
+        return ResponseCache(root / STATE_DIR / CACHE_DIR, mode), None  # type: ignore[arg-type]
+    except (OSError, sqlite3.Error) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def identity_text(identity: dict[str, Any]) -> str:
@@ -419,12 +420,7 @@ class Persistence:
             journal = Journal(path, key, list(reuse.values()))
         except OSError as exc:  # e.g. a read-only checkout: the run goes on, unjournaled
             self.journal_error = f"{type(exc).__name__}: {exc}"
-        cache = None
-        if self.cache_mode != "off":
-            try:
-                cache = ResponseCache(self.root / STATE_DIR / CACHE_DIR, self.cache_mode)
-            except (OSError, sqlite3.Error) as exc:  # an unusable cache costs calls, not the run
-                self.cache_error = f"{type(exc).__name__}: {exc}"
+        cache, self.cache_error = open_cache(self.root, self.cache_mode)
         identities: dict[int, str] = {}
         keys: dict[tuple[int, str], str] = {}  # computed while planning, looked up in sink
 

@@ -205,7 +205,7 @@ def grading_phase(project: Any, records: Sequence[Record], concurrency: int,
             from evalgate.persist import open_cache
             from evalgate.run import simulator_for
 
-            cache = open_cache(project.gate.root, cache_mode)
+            cache, _ = open_cache(project.gate.root, cache_mode)  # unusable: judge calls made
             try:
                 with simulator_for([judge_model], project.entries) as sim_url:
                     judged = run_judge(judge_model, requests, concurrency,

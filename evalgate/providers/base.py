@@ -46,15 +46,22 @@ class HttpProvider(Protocol):
     def parse(self, response: httpx.Response) -> Reply: ...
 
 
+def _plain_seconds(value: str) -> float | None:
+    """A bare number of seconds (never negative), or None when the value is something else."""
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Retry-After as seconds: either delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
     if value is None or not value.strip():
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = _plain_seconds(value)
+    if seconds is not None:
+        return seconds
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -74,10 +81,9 @@ def parse_duration(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = _plain_seconds(value)
+    if seconds is not None:
+        return seconds
     parts = _DURATION.findall(value)
     if not parts or "".join(n + u for n, u in parts) != value:
         return None
