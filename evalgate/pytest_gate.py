@@ -475,8 +475,6 @@ class GateItem(pytest.Item):
         return self.gate.project.gate.path, None, f"evalgate gate[{self.guardrail}]"
 
 
-
-
 def has_baseline(config: pytest.Config, project: Project) -> bool:
     return bool(config.getoption("evalgate_baseline") or project.gate.config.baseline
                 or config.getoption("evalgate_compare") is not None)

@@ -57,6 +57,13 @@ BCA_MAX_CELLS = 20_000_000
 _HD_NEGLIGIBLE = 1e-18
 
 
+def _resample_counts(gen: np.random.Generator, m: int, n: int) -> np.ndarray:
+    """m bootstrap resamples of n canaries as an (m, n) matrix: how often each was drawn."""
+    idx = gen.integers(0, n, size=(m, n))
+    idx += (np.arange(m) * n)[:, None]
+    return np.bincount(idx.ravel(), minlength=m * n).reshape(m, n)
+
+
 def _run_chunks(work: Callable[[int], None], chunks: int, cells: int) -> None:
     """Run work(0..chunks-1): on two threads when the resampling is large (numpy releases the
     GIL in bincount and matmul), inline otherwise."""
@@ -344,9 +351,7 @@ def _resample_hd_pair(x: np.ndarray, y: np.ndarray, q: float, resamples: int,
     def work(i: int) -> None:
         start = starts[i]
         m = min(rows, resamples - start)
-        idx = gens[i].integers(0, n, size=(m, n))
-        idx += (np.arange(m) * n)[:, None]
-        counts = np.bincount(idx.ravel(), minlength=m * n).reshape(m, n)
+        counts = _resample_counts(gens[i], m, n)
         out_x[start:start + m] = hx(counts)
         out_y[start:start + m] = hy(counts)
 
@@ -973,10 +978,7 @@ def _resample_sums(values: np.ndarray, resamples: int, seed: int) -> np.ndarray:
     def work(i: int) -> None:
         start = starts[i]
         m = min(rows, resamples - start)
-        idx = gens[i].integers(0, n, size=(m, n))
-        idx += (np.arange(m) * n)[:, None]
-        counts = np.bincount(idx.ravel(), minlength=m * n).reshape(m, n)
-        out[start:start + m] = counts @ values
+        out[start:start + m] = _resample_counts(gens[i], m, n) @ values
 
     _run_chunks(work, len(starts), resamples * n)
     return out
