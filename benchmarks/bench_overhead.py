@@ -61,7 +61,7 @@ MAX_CONCURRENCY = 1024
 MAX_ROUNDS = 10
 RATIO_TARGET = 1.10
 # Imported inside run_project on first use (scipy behind them); the warm engine preloads them.
-LAZY_MODULES = ("evalgate.stats", "evalgate.guardrails")
+LAZY_MODULES = ("evalgate.stats", "evalgate.gate.guardrails")
 WARM_ENGINE = "engine, lazy imports preloaded"
 RSS_TARGET_MB = 300.0
 SIM_START_TIMEOUT_S = 60.0
@@ -218,11 +218,11 @@ def child_raw(spec: dict[str, Any]) -> dict[str, Any]:
 def child_engine(spec: dict[str, Any]) -> dict[str, Any]:
     """The engine as pytest drives it: load_project + run_project, nothing else.
 
-    The executor entry point that ``evalgate.run`` uses (``run_jobs`` or, in older trees,
+    The executor entry point that ``evalgate.pipeline.run`` uses (``run_jobs`` or, in older trees,
     ``execute``) is wrapped - not changed - to time the executor on its own.
     """
-    import evalgate.run as run_mod
-    from evalgate.project import load_project
+    import evalgate.pipeline.run as run_mod
+    from evalgate.pipeline.project import load_project
 
     spans: dict[str, float] = {}
     for name in ("run_jobs", "execute"):
@@ -274,9 +274,9 @@ def child_main(kind: str, spec_path: str, profile_out: str | None) -> int:
     """Entry point of a measured child: run one workload, print one JSON line, exit."""
     spec = json.loads(Path(spec_path).read_text())
     if kind == "engine":  # imports before the clock, as a long-lived runner would have them
-        import evalgate.executor
-        import evalgate.project
-        import evalgate.run  # noqa: F401
+        import evalgate.engine.executor
+        import evalgate.pipeline.project
+        import evalgate.pipeline.run  # noqa: F401
     for module in spec.get("preload", []):  # the "warm" engine: lazy imports done up front
         importlib.import_module(module)
     import httpx  # noqa: F401
@@ -655,7 +655,7 @@ def tree_info() -> str:
 def lanes_per_client(concurrency: int) -> int:
     """Connections per httpx client in the executor's layout (older trees: one pool)."""
     try:
-        import evalgate.executor as executor
+        import evalgate.engine.executor as executor
     except ImportError:
         return concurrency
     per = getattr(executor, "LANES_PER_CLIENT", None)

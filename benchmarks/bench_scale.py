@@ -8,8 +8,8 @@ How: `evalgate sim` runs in its own process (0 ms latency); each round is a fres
 process (this file with --child) that loads the project, runs it with `run_project` against a
 live baseline (every default vs-baseline guardrail: rates, cost ratio with its BCa cross-check,
 latency ratio, p95 ratio with its bootstrap), then writes the JSON result and every report.
-Phases are timed by wrapping - not changing - `evalgate.run.make_calls` and
-`evalgate.run.decide_gate`; peak RSS is the child's RUSAGE_SELF. Rounds are interleaved
+Phases are timed by wrapping - not changing - `evalgate.pipeline.run.make_calls` and
+`evalgate.pipeline.run.decide_gate`; peak RSS is the child's RUSAGE_SELF. Rounds are interleaved
 with nothing else, so report medians; `--quick` runs 2,000 canaries once. Exits 0.
 """
 
@@ -36,9 +36,9 @@ TARGETS = {"rss_mb": 500.0, "stats_s": 2.0, "reports_s": 5.0}
 
 def child(project: str) -> int:
     """One measured run: prints one JSON line."""
-    import evalgate.run as run_mod
-    from evalgate.baseline import resolve
-    from evalgate.project import load_project
+    import evalgate.pipeline.run as run_mod
+    from evalgate.gate.baseline import resolve
+    from evalgate.pipeline.project import load_project
     from evalgate.report import write_all
     from evalgate.results import write_result
 

@@ -3,7 +3,7 @@
 Why this exists: looking at the data three times instead of once must not raise the rate of
 false PASS (a regression let through) or false FAIL (a good change blocked) above alpha, and
 the point of looking early is to save calls on clear cases. This script drives the real
-decision code (`evalgate.sequential.SequentialGate`: boundaries, per-look verdicts through
+decision code (`evalgate.gate.sequential.SequentialGate`: boundaries, per-look verdicts through
 `guardrails.evaluate`, locking, curtailment, stopping) with synthetic graded records - no HTTP,
 so thousands of replications take a few minutes - and compares each scenario with the fixed
 design (one look at all canaries, `guardrails.evaluate` at alpha).
@@ -35,11 +35,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalgate.config import GateSettings
-from evalgate.gate import overall_verdict
-from evalgate.guardrails import evaluate, plan_guardrails
+from evalgate.gate.guardrails import evaluate, plan_guardrails
+from evalgate.gate.sequential import DEFAULT_LOOKS, SequentialGate
+from evalgate.gate.verdicts import overall_verdict
 from evalgate.results import Record
-from evalgate.sequential import DEFAULT_LOOKS, SequentialGate
+from evalgate.spec.config import GateSettings
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from typing import Any
 
 import yaml
 
-from evalgate.project import load_project
-from evalgate.run import sim_cases
-from evalgate.sim import SimProfile, SimServer
+from evalgate.pipeline.project import load_project
+from evalgate.pipeline.run import sim_cases
+from evalgate.sim.server import SimProfile, SimServer
 
 MODELS = {"prod": "base-prod", "v1": "cand-v1", "v2": "cand-v2"}
 

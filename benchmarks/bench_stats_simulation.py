@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from evalgate.gate import overall_verdict
+from evalgate.gate.verdicts import overall_verdict
 from evalgate.stats import (
     Evidence,
     compare_cost,

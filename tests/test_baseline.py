@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from evalgate.project import load_project
-from evalgate.run import run_project
+from evalgate.pipeline.project import load_project
+from evalgate.pipeline.run import run_project
 from tests.conftest import make_cases, read_json, sim_model, write_project
 
 pytest_plugins = ["pytester"]
@@ -24,7 +24,7 @@ def with_baseline(root: Path, base_profile: dict[str, Any], name: str = "base") 
 
 
 def test_live_baseline_runs_interleaved_back_to_back(tmp_path: Path) -> None:
-    from evalgate.baseline import resolve
+    from evalgate.gate.baseline import resolve
 
     write_project(tmp_path, model=sim_model(latency_ms=20), cases=make_cases(30),
                   gate={"concurrency": 4, "baseline": "models/baseline.yaml"})
@@ -158,8 +158,8 @@ def test_git_ref_baseline_reads_config_and_prompt_at_the_ref(pytester: pytest.Py
     assert data["baseline"]["fingerprint"] != data["candidate"]["fingerprint"]
     assert len(data["baseline_records"]) == 3
     assert "baseline candidate (git:main:models/candidate.yaml)" in result.stdout.str()
-    from evalgate.baseline import load_git_model
-    from evalgate.config import load_gate_config
+    from evalgate.gate.baseline import load_git_model
+    from evalgate.spec.config import load_gate_config
 
     old = load_git_model("git:main:models/candidate.yaml", load_gate_config(root / "evalgate.yaml"))
     assert old.system_prompt == "Old system prompt." and old.config.sim.latency_ms == 1

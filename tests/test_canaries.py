@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from evalgate.canaries import (
+from evalgate.errors import ConfigError, Problem
+from evalgate.pipeline.project import Project, load_project
+from evalgate.spec.canaries import (
     CanarySet,
     Case,
     case_key,
@@ -17,8 +19,6 @@ from evalgate.canaries import (
     load_canary_file,
     set_name_for,
 )
-from evalgate.errors import ConfigError, Problem
-from evalgate.project import Project, load_project
 
 REPO = Path(__file__).resolve().parents[1]
 RUBRIC = "criteria:\n  - {id: facts, check: contains_all, values: '{{ case.expected.facts }}'}\n"

@@ -10,15 +10,15 @@ import pytest
 from jinja2 import TemplateError
 from jinja2.exceptions import SecurityError
 
-from evalgate.canaries import Case
-from evalgate.config import LoadedModel, ModelConfig
 from evalgate.errors import ConfigError
-from evalgate.graders.checks import CHECKS
-from evalgate.graders.grade import grade
-from evalgate.project import build_messages
+from evalgate.grading.checks import CHECKS
+from evalgate.grading.grade import grade
+from evalgate.grading.rubrics import ResolvedCriterion, Rubric, load_rubric, resolve_criteria
+from evalgate.pipeline.project import build_messages
 from evalgate.results import Record
-from evalgate.rubrics import ResolvedCriterion, Rubric, load_rubric, resolve_criteria
-from evalgate.templating import render_text, render_value
+from evalgate.spec.canaries import Case
+from evalgate.spec.config import LoadedModel, ModelConfig
+from evalgate.spec.templating import render_text, render_value
 
 
 def run(check: str, answer: str, **params: Any) -> bool:

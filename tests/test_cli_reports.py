@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from evalgate.cli import main
-from evalgate.compare import compare_results
-from evalgate.project import load_project
+from evalgate.gate.compare import compare_results
+from evalgate.pipeline.project import load_project
+from evalgate.pipeline.run import run_project
 from evalgate.report.schema import result_schema, schema_text
 from evalgate.results import SCHEMA_VERSION, RunResult, read_result, write_result
-from evalgate.run import run_project
 from tests.conftest import make_cases, sim_model, write_project
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from evalgate.config import (
+from evalgate.errors import ConfigError, MissingSecretError, Problem
+from evalgate.pipeline.project import load_project
+from evalgate.spec.config import (
     METRICS,
     GateConfig,
     LoadedModel,
@@ -18,8 +20,6 @@ from evalgate.config import (
     load_gate_config,
     load_model_config,
 )
-from evalgate.errors import ConfigError, MissingSecretError, Problem
-from evalgate.project import load_project
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from evalgate.graders.checks import CHECKS, CheckRegistry
+from evalgate.grading.checks import CHECKS, CheckRegistry
 from tests.conftest import make_cases, read_json, sim_model, write_project
 
 pytest_plugins = ["pytester"]
@@ -52,7 +52,7 @@ def test_conftest_hook_registers_checks_and_a_raising_one_fails_only_its_canary(
 
 def test_an_unknown_check_is_a_located_config_error(tmp_path: Path) -> None:
     from evalgate.errors import ConfigError
-    from evalgate.project import load_project
+    from evalgate.pipeline.project import load_project
 
     write_project(tmp_path, model=sim_model(), cases=make_cases(2), rubric=custom_rubric())
     with pytest.raises(ConfigError) as exc:
@@ -162,7 +162,7 @@ def test_evalgate_case_tests_follow_the_shard(pytester: pytest.Pytester,
                                               xdist: list[str]) -> None:
     """With --evalgate-shard, a test on another shard's canary is deselected like that canary:
     otherwise every shard would call it, and merged shards would hold it twice."""
-    from evalgate.pytest_gate import shard_of
+    from evalgate.plugin.session import shard_of
 
     write_project(pytester.path, model=sim_model(), cases=make_cases(8),
                   gate={**GATE, "samples": 2})

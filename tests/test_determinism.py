@@ -9,11 +9,11 @@ import pytest
 import yaml
 from scipy import stats
 
-from evalgate.baseline import resolve
-from evalgate.determinism import agreement_flags, normalize, select
-from evalgate.project import load_project
+from evalgate.gate.baseline import resolve
+from evalgate.gate.determinism import agreement_flags, normalize, select
+from evalgate.pipeline.project import load_project
+from evalgate.pipeline.run import run_project
 from evalgate.results import Record
-from evalgate.run import run_project
 from tests.conftest import make_cases, sim_model, write_project
 
 
@@ -81,7 +81,7 @@ def test_normalize_and_flags() -> None:
     ({}, 6), ({"tags": ["odd"]}, 3), ({"ids": ["c1", "set/c2"]}, 2), ({"count": 4}, 4),
     ({"tags": ["even"], "count": 2}, 2)])
 def test_selector(tmp_path: Path, selector: dict[str, Any], expected: int) -> None:
-    from evalgate.prodconfig import DeterminismSpec
+    from evalgate.spec.production import DeterminismSpec
 
     write_project(tmp_path, model=sim_model(), cases=make_cases(6))
     project = load_project(tmp_path)

@@ -1,6 +1,7 @@
-"""evalgate.distributions: every function cross-checked against scipy.stats / scipy.optimize (which
-the runtime no longer imports) on grids with edge cases, exact binomial answers, known roots, and
-a fresh interpreter proving the runtime modules never import scipy.stats or scipy.optimize."""
+"""evalgate.stats.distributions: every function cross-checked against scipy.stats /
+scipy.optimize (which the runtime no longer imports) on grids with edge cases, exact binomial
+answers, known roots, and a fresh interpreter proving the runtime modules never import
+scipy.stats or scipy.optimize."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from evalgate import distributions as dist
+from evalgate.stats import distributions as dist
 
 ALPHAS = [1e-300, 1e-12, 1e-6, 0.001, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.49]
 NS = [1, 2, 3, 10, 59, 100, 1000, 100_000]
@@ -265,8 +266,9 @@ def test_brentq_errors_and_endpoint_roots():
 
 
 def test_runtime_modules_never_import_scipy_stats_or_optimize():
-    code = ("import evalgate.stats, evalgate.sequential, evalgate.guardrails, evalgate.run, "
-            "evalgate.pytest_gate, evalgate.distributions; import sys; "
+    code = ("import evalgate.stats, evalgate.gate.sequential, evalgate.gate.guardrails, "
+            "evalgate.pipeline.run, evalgate.plugin.session, evalgate.stats.distributions; "
+            "import sys; "
             "print(sorted(m for m in sys.modules "
             "if m.startswith(('scipy.stats', 'scipy.optimize'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -34,7 +34,7 @@ def test_shipped_example_passes_the_gate(tmp_path: Path) -> None:
     assert len(red) == 24 and not any(r["passed"] for r in red)
     assert all(not c["passed"] for r in red for c in r["criteria"] if c["check"] == "judge")
     # Every check kind is used by the shipped rubrics.
-    from evalgate.graders.checks import BUILTIN_CHECKS
+    from evalgate.grading.checks import BUILTIN_CHECKS
 
     used = {c["check"] for r in result["records"] for c in r["criteria"]}
     assert used >= BUILTIN_CHECKS - {"contains_any", "regex", "equals", "max_words",

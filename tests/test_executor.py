@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from evalgate.executor import Executor, RetryPolicy, execute, redactor
-from evalgate.project import load_project, plan_calls
-from evalgate.providers import make_provider
-from evalgate.providers.base import ProviderError, parse_retry_after
+from evalgate.engine.executor import Executor, RetryPolicy, execute, redactor
+from evalgate.engine.providers import make_provider
+from evalgate.engine.providers.base import ProviderError, parse_retry_after
+from evalgate.pipeline.project import load_project, plan_calls
 from evalgate.results import Record
-from evalgate.sim import SimServer
+from evalgate.sim.server import SimServer
 from tests.conftest import make_cases, write_project
 
 

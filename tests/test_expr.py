@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evalgate.expr import ExprError, compile_condition, evaluate, parse, tokenize
+from evalgate.spec.expr import ExprError, compile_condition, evaluate, parse, tokenize
 
 ENV = {"prompt_chars": 120, "prompt_words": 20, "prompt_tokens": 30, "tags": ["billing", "vip"],
        "set": "support", "id": "refund-1", "metadata": {"tier": "gold", "lang": "de", "n": 3}}

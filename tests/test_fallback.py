@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-from evalgate.config import load_model_config
 from evalgate.errors import ConfigError
-from evalgate.project import load_project
+from evalgate.pipeline.project import load_project
+from evalgate.pipeline.run import run_project
+from evalgate.report.summary import summary_lines
 from evalgate.results import RunResult
-from evalgate.run import run_project
-from evalgate.summary import summary_lines
+from evalgate.spec.config import load_model_config
 from tests.conftest import make_cases, sim_model, write_project
 
 pytest_plugins = ["pytester"]

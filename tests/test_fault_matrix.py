@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from evalgate.project import load_project
-from evalgate.run import run_project
+from evalgate.pipeline.project import load_project
+from evalgate.pipeline.run import run_project
 from tests.conftest import make_cases, sim_model, write_project
 
 N = 4
@@ -75,7 +75,7 @@ def test_fault_is_classified_recorded_and_counted(tmp_path: Path, profile: dict[
 
 def test_matrix_faults_reach_the_server(tmp_path: Path) -> None:
     """The simulator really injected each kind of fault (not, say, a client-side error)."""
-    from evalgate.sim import SimProfile, SimServer
+    from evalgate.sim.server import SimProfile, SimServer
     from tests.conftest import sim_cases_from
 
     cases = make_cases(2)

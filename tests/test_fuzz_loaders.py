@@ -14,11 +14,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evalgate.canaries import Case, load_canary_file
-from evalgate.config import load_gate_config, load_model_config
 from evalgate.errors import ConfigError
-from evalgate.project import load_project
-from evalgate.rubrics import Criterion, Rubric, load_rubric, resolve_criteria
+from evalgate.grading.rubrics import Criterion, Rubric, load_rubric, resolve_criteria
+from evalgate.pipeline.project import load_project
+from evalgate.spec.canaries import Case, load_canary_file
+from evalgate.spec.config import load_gate_config, load_model_config
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True, database=None)
 

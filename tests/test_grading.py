@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from evalgate.canaries import Case
 from evalgate.errors import ConfigError
-from evalgate.graders.checks import CHECKS
-from evalgate.graders.grade import grade
-from evalgate.graders.grounding import lexical_support
-from evalgate.graders.jsonschema_lite import check_schema, validate
-from evalgate.graders.text import claims, normalise_text, numbers_in, states
+from evalgate.grading.checks import CHECKS
+from evalgate.grading.grade import grade
+from evalgate.grading.jsonschema_lite import check_schema, validate
+from evalgate.grading.rubrics import load_rubric, resolve_criteria
 from evalgate.results import Record
-from evalgate.rubrics import load_rubric, resolve_criteria
+from evalgate.spec.canaries import Case
+from evalgate.text.grounding import lexical_support
+from evalgate.text.tokens import claims, normalise_text, numbers_in, states
 
 
 def run(check: str, answer: str, **params: Any) -> tuple[bool, str]:
@@ -138,7 +138,7 @@ def test_normalisation_options() -> None:
 
 
 def test_combinators() -> None:
-    from evalgate.rubrics import ResolvedCriterion
+    from evalgate.grading.rubrics import ResolvedCriterion
 
     a = ResolvedCriterion("a", "contains_any", "quality",
                           {"case_sensitive": False, "max": None, "values": ["alpha"]})

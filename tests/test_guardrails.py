@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from evalgate.config import GateSettings
-from evalgate.guardrails import evaluate, paired, per_canary, plan_guardrails
+from evalgate.gate.guardrails import evaluate, paired, per_canary, plan_guardrails
 from evalgate.results import Record
+from evalgate.spec.config import GateSettings
 
 
 def record(key: str, sample: int, *, ok: bool = True, hallucination: bool | None = False,

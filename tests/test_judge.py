@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from evalgate.errors import ConfigError
-from evalgate.graders.judge import BadVerdict, decide, judge_messages, parse_verdict
-from evalgate.project import load_project
-from evalgate.run import run_project
-from evalgate.sim import SimProfile, SimServer
-from evalgate.simjudge import MALFORMED, SimJudge
+from evalgate.grading.judge import BadVerdict, decide, judge_messages, parse_verdict
+from evalgate.pipeline.project import load_project
+from evalgate.pipeline.run import run_project
+from evalgate.sim.judge import MALFORMED, SimJudge
+from evalgate.sim.server import SimProfile, SimServer
 from tests.conftest import sim_model, write_project
 
 GOOD = "Returns are accepted within 30 days for a full refund."
@@ -75,7 +75,7 @@ def test_majority_vote_never_passes_on_errors_or_ties() -> None:
 
 
 def test_the_answer_is_fenced_with_a_fresh_nonce_and_declared_untrusted() -> None:
-    from evalgate.graders.grade import faithfulness_template
+    from evalgate.grading.grade import faithfulness_template
 
     case_dict = {"id": "c", "prompt": "q", "context": "ctx", "expected": {}}
     one = judge_messages(faithfulness_template(), case_dict, "the answer")
@@ -99,7 +99,7 @@ def ask_sim(server: SimServer, messages: list[dict[str, str]]) -> str:
 def test_a_guessable_fence_lets_an_answer_steer_the_judge_a_random_one_does_not() -> None:
     """Why the nonce: with the marker the attacker wrote, the forged close ends the fence and
     its SYSTEM line lands in the trusted prompt, which the judge obeys."""
-    from evalgate.graders.judge import load_judge_template
+    from evalgate.grading.judge import load_judge_template
 
     template = load_judge_template("correctness", Path("x"), "r", None, "template")
     case_dict = {"id": "c", "prompt": "q", "expected": {"facts": ["30 days"]}}
@@ -229,7 +229,7 @@ def test_a_rubric_that_needs_the_judge_without_one_is_a_config_error(tmp_path: P
 
 
 def test_sharded_judge_figures_merge() -> None:
-    from evalgate.merge import merged_judge
+    from evalgate.pipeline.merge import merged_judge
     from evalgate.results import RunResult
 
     a = RunResult.model_construct(judge_calls=30, judge_cost_usd=0.25, judge_errors=1,
@@ -326,7 +326,7 @@ def test_a_few_judge_errors_that_cannot_turn_the_verdict_leave_it(tmp_path: Path
 def test_a_fail_that_error_votes_decided_is_marked(tmp_path: Path) -> None:
     """With 3 votes, FAIL + 2 errors is a FAIL by the vote rule; had the errors been PASS
     votes it would be PASS, and the record says so."""
-    from evalgate.graders.grade import _judge_result
+    from evalgate.grading.grade import _judge_result
 
     outcome = decide([("FAIL", "no"), (None, "bad reply"), (None, "bad reply")])
     assert outcome.verdict == "FAIL"

@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 
-from evalgate.baseline import resolve
-from evalgate.project import load_project
+from evalgate.gate.baseline import resolve
+from evalgate.pipeline.project import load_project
+from evalgate.pipeline.run import run_project
 from evalgate.results import LoadReport
-from evalgate.run import run_project
 from tests.conftest import make_cases, sim_model, write_project
 
 
@@ -113,9 +113,9 @@ def test_load_config_is_validated(tmp_path: Path) -> None:
 def test_merge_carries_the_worst_load_and_determinism_verdicts() -> None:
     """Load and determinism were measured with live calls a merge cannot repeat: each shard's
     verdict is carried, the worst one per guardrail, so no shard's FAIL is dropped."""
-    from evalgate.config import GateSettings
-    from evalgate.production import redecided_extras
+    from evalgate.gate.production import redecided_extras
     from evalgate.results import GuardrailVerdict, RunResult
+    from evalgate.spec.config import GateSettings
 
     def verdict(name: str, v: str) -> GuardrailVerdict:
         return GuardrailVerdict(guardrail=name, metric="latency_p95_ms", kind="load",
@@ -147,7 +147,7 @@ def test_load_calls_count_in_the_runs_attempts_and_spend(tmp_path: Path) -> None
     gate_cost = sum(r.cost_usd or 0.0 for r in result.records)
     assert result.calls_made == gate_attempts + sum(lv.attempts for lv in levels)
     assert abs(result.total_cost_usd - gate_cost - sum(lv.cost_usd for lv in levels)) < 1e-12
-    from evalgate.summary import spend_text
+    from evalgate.report.summary import spend_text
 
     assert f"the load profile's {sum(lv.attempts for lv in levels)} attempts and $" in \
         spend_text(result)

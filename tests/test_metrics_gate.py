@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evalgate.config import GateSettings
-from evalgate.gate import blocks, judge_metric, overall_verdict
-from evalgate.metrics import compute_metrics, percentile
+from evalgate.gate.metrics import compute_metrics, percentile
+from evalgate.gate.verdicts import blocks, judge_metric, overall_verdict
 from evalgate.results import Attempt, Record, Verdict
+from evalgate.spec.config import GateSettings
 
 # --------------------------------------------------------------------------- percentile
 
@@ -204,7 +204,7 @@ def test_blocks(verdict: Verdict, policy: str, blocked: bool) -> None:
 
 
 def test_nan_metric_is_inconclusive_never_pass() -> None:
-    from evalgate.gate import judge_metric as judge
+    from evalgate.gate.verdicts import judge_metric as judge
 
     verdict = judge("latency_p95_ms", float("nan"), None, 100.0)
     assert verdict.verdict == "INCONCLUSIVE"

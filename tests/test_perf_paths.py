@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from jinja2 import TemplateError
 
-from evalgate.templating import _compiled_expression, _dict_path, render_value
+from evalgate.spec.templating import _compiled_expression, _dict_path, render_value
 
 CONTEXT: dict[str, Any] = {
     "case": {"id": "c1", "expected": {"facts": ["30 days", 7], "items": ["x"], "n": 0,
@@ -28,7 +28,7 @@ def test_plain_dict_paths_equal_jinja(expr: str) -> None:
 @pytest.mark.parametrize("expr", ["case.expected.items", "case.metadata.get", "case.id | upper",
                                   "case['id']", "case.expected.facts[0]", "case.__class__"])
 def test_anything_else_goes_through_jinja(expr: str) -> None:
-    from evalgate.templating import _NOT_PLAIN
+    from evalgate.spec.templating import _NOT_PLAIN
 
     assert _dict_path(expr, CONTEXT) is _NOT_PLAIN
 

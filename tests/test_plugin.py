@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from evalgate.sim import SimServer
+from evalgate.sim.server import SimServer
 from tests.conftest import make_cases, read_json, sim_model, write_project
 
 pytest_plugins = ["pytester"]
@@ -155,8 +155,8 @@ def test_without_the_flag_the_plugin_is_inert(pytester: pytest.Pytester) -> None
     pytester.makeconftest(
         "import sys\n"
         "def pytest_collection_finish(session):\n"
-        "    heavy = [m for m in ('httpx', 'scipy', 'pydantic', 'jinja2', 'yaml', 'evalgate.run')\n"
-        "             if m in sys.modules]\n"
+        "    heavy = [m for m in ('httpx', 'scipy', 'pydantic', 'jinja2', 'yaml',\n"
+        "                         'evalgate.pipeline.run') if m in sys.modules]\n"
         "    assert not heavy, heavy\n")
     pytester.makepyfile(test_plain="def test_ok():\n    assert True\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")

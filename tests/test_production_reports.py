@@ -9,14 +9,14 @@ from pathlib import Path
 
 import yaml
 
-from evalgate.baseline import resolve
-from evalgate.project import load_project
+from evalgate.gate.baseline import resolve
+from evalgate.pipeline.project import load_project
+from evalgate.pipeline.run import run_project
 from evalgate.report.charts import latency_vs_concurrency
 from evalgate.report.html import render_html
 from evalgate.report.markdown import render_markdown
+from evalgate.report.summary import summary_lines
 from evalgate.results import RunResult
-from evalgate.run import run_project
-from evalgate.summary import summary_lines
 from tests.conftest import make_cases, sim_model, write_project
 
 EVIL = "<script>alert(1)</script>|`x`"

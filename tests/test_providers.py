@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from evalgate.executor import execute
-from evalgate.project import load_project, plan_calls
-from evalgate.providers import make_provider
+from evalgate.engine.executor import execute
+from evalgate.engine.providers import make_provider
+from evalgate.pipeline.project import load_project, plan_calls
 from evalgate.results import Record
-from evalgate.sim import SimServer
+from evalgate.sim.server import SimServer
 from tests.conftest import make_cases, write_project
 
 
@@ -141,7 +141,7 @@ def test_python_callable_provider(tmp_path: Path, router_module: Path) -> None:
 
 
 def test_sim_provider_answers_from_references(tmp_path: Path) -> None:
-    from evalgate.run import run_project
+    from evalgate.pipeline.run import run_project
 
     write_project(tmp_path, model={"provider": "sim", "model": "s", "sim": {"latency_ms": 0}},
                   cases=make_cases(4), gate={"samples": 2})
@@ -151,7 +151,7 @@ def test_sim_provider_answers_from_references(tmp_path: Path) -> None:
 
 
 def test_sim_provider_hallucination_rate_is_about_right(tmp_path: Path) -> None:
-    from evalgate.run import run_project
+    from evalgate.pipeline.run import run_project
 
     write_project(tmp_path, model={"provider": "sim", "model": "s",
                                    "sim": {"latency_ms": 0, "hallucination_rate": 0.3, "seed": 1}},
@@ -189,7 +189,7 @@ def test_bearer_key_is_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
                                        "api_key_env": "EVALGATE_TEST_BEARER"},
                       cases=make_cases(1))
         project = load_project(tmp_path)
-        from evalgate.executor import Executor
+        from evalgate.engine.executor import Executor
 
         executor = Executor(project.candidate, make_provider(project.candidate), 1)
         records = await executor.run(plan_calls(project.candidate, project.entries, 1))

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from evalgate.persist import (
+from evalgate.engine.persist import (
     CACHE_DIR,
     CACHE_FILE,
     JOURNAL_DIR,
@@ -29,10 +29,10 @@ from evalgate.persist import (
     default_cache_mode,
     read_journal,
 )
-from evalgate.project import load_project
+from evalgate.pipeline.project import load_project
+from evalgate.pipeline.run import run_project
 from evalgate.results import Record
-from evalgate.run import run_project
-from evalgate.sim import SimServer
+from evalgate.sim.server import SimServer
 from tests.conftest import make_cases, read_json, sim_cases_from, sim_model, write_project
 
 pytest_plugins = ["pytester"]
@@ -370,7 +370,7 @@ def test_a_live_baseline_is_cached_and_resumed_per_config(tmp_path: Path,
     """Both configs of a job go through the journal and the cache, each under its own key."""
     import yaml
 
-    from evalgate.baseline import resolve
+    from evalgate.gate.baseline import resolve
 
     root = write_project(tmp_path, model=model_at(server, "cand", hallucination_rate=0.3),
                          cases=make_cases(8), gate=GATE)
@@ -394,8 +394,8 @@ def test_a_live_baseline_is_cached_and_resumed_per_config(tmp_path: Path,
 
 def test_a_partial_result_never_passes_in_compare_or_merge(tmp_path: Path,
                                                            server: SimServer) -> None:
-    from evalgate.compare import compare_results
-    from evalgate.merge import merge_results
+    from evalgate.gate.compare import compare_results
+    from evalgate.pipeline.merge import merge_results
 
     off = dict.fromkeys(("hallucination_rate", "pass_rate", "cost_ratio", "latency_ratio",
                          "p95_ratio"))
@@ -446,7 +446,7 @@ def test_ctrl_c_while_grading_keeps_the_journal_for_resume(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The journal outlives the calls: a Ctrl-C after them (grading, the judge, the load
     profile) loses no answer, and a resume makes no call at all."""
-    import evalgate.run as run_mod
+    import evalgate.pipeline.run as run_mod
 
     root = write_project(tmp_path, model=sim_model(latency_ms=1), cases=make_cases(6),
                          gate=GATE)

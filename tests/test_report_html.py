@@ -27,8 +27,9 @@ from typing import Any
 import pytest
 import yaml
 
-from evalgate.baseline import resolve
-from evalgate.project import load_project
+from evalgate.gate.baseline import resolve
+from evalgate.pipeline.project import load_project
+from evalgate.pipeline.run import run_project
 from evalgate.report import charts
 from evalgate.report.html import json_for_script, line_diff, render_html
 from evalgate.results import (
@@ -37,7 +38,6 @@ from evalgate.results import (
     ModelInfo,
     RunResult,
 )
-from evalgate.run import run_project
 from tests.conftest import make_cases, sim_model, write_project
 
 CHROMIUM = "/usr/bin/chromium"

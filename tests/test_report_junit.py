@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
-from evalgate.baseline import resolve
-from evalgate.project import load_project
+from evalgate.gate.baseline import resolve
+from evalgate.pipeline.project import load_project
+from evalgate.pipeline.run import run_project
 from evalgate.report.junit import render_junit
+from evalgate.report.summary import canary_problem
 from evalgate.results import GuardrailVerdict, RunResult, read_result, write_result
-from evalgate.run import run_project
-from evalgate.summary import canary_problem
 from tests.conftest import make_cases, sim_model, write_project
 
 XSD = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "JUnit.xsd"

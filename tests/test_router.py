@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from evalgate.errors import ConfigError
-from evalgate.project import load_project
+from evalgate.pipeline.project import load_project
+from evalgate.pipeline.run import run_project
 from evalgate.results import read_result
-from evalgate.run import run_project
 from tests.conftest import make_cases, sim_model, write_project
 
 pytest_plugins = ["pytester"]
@@ -198,8 +198,8 @@ def test_plugin_runs_route_gate_items_and_reports(pytester: pytest.Pytester) -> 
 def test_merge_and_compare_keep_the_route_guardrails(tmp_path: Path) -> None:
     """`evalgate merge` and `evalgate compare` decide the gate again from the records: the
     route guardrails are decided again too (not dropped), so a route regression still FAILs."""
-    from evalgate.compare import compare_results
-    from evalgate.merge import merge_results
+    from evalgate.gate.compare import compare_results
+    from evalgate.pipeline.merge import merge_results
 
     gate = {"gate": {"routes": {"default": {"latency_p50_ms": {"max": 200}}}}}
     routed_project(tmp_path, n=12, gate=gate, fast=fast_model(hallucination_rate=0.0),
@@ -211,7 +211,7 @@ def test_merge_and_compare_keep_the_route_guardrails(tmp_path: Path) -> None:
     verdicts = {v.guardrail: v for v in merged.verdicts}
     assert verdicts["route[default].latency_p50_ms"].verdict == "FAIL"
     # decided on the union's default-route calls, not taken from either half
-    from evalgate.metrics import percentile
+    from evalgate.gate.metrics import percentile
     union = [r.latency_ms for r in merged.records if r.route == "default" and r.latency_ms]
     assert len(union) == 6
     assert verdicts["route[default].latency_p50_ms"].value == pytest.approx(

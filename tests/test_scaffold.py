@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evalgate.scaffold import CANARIES, TEMPLATES, example_canaries, init_main, init_project
+from evalgate.cli.scaffold import CANARIES, TEMPLATES, example_canaries, init_main, init_project
 
 ROOT = Path(__file__).resolve().parent.parent
 

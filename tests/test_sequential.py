@@ -11,10 +11,7 @@ import pytest
 from scipy import stats
 
 from evalgate.errors import ConfigError
-from evalgate.project import load_project
-from evalgate.results import RunResult
-from evalgate.run import run_project
-from evalgate.sequential import (
+from evalgate.gate.sequential import (
     crossing_probabilities,
     curtail_rate,
     look_sizes,
@@ -24,6 +21,9 @@ from evalgate.sequential import (
     spending_bounds,
     stable_order,
 )
+from evalgate.pipeline.project import load_project
+from evalgate.pipeline.run import run_project
+from evalgate.results import RunResult
 from evalgate.stats import wilson_bounds
 from tests.conftest import make_cases, sim_model, write_project
 
@@ -194,7 +194,7 @@ def test_bad_looks_are_a_located_config_error(tmp_path: Path) -> None:
 
 def test_calls_saved_spend_and_wall_time_in_every_report(tmp_path: Path) -> None:
     from evalgate.report import write_all
-    from evalgate.summary import summary_lines
+    from evalgate.report.summary import summary_lines
 
     result = run_project(load_project(seq_project(tmp_path / "p", 300, 0.0)))
     expected = "100 made (100 HTTP attempts) of 300 planned, 200 saved (0 from cache, 200 by a " \
@@ -210,10 +210,10 @@ def test_calls_saved_spend_and_wall_time_in_every_report(tmp_path: Path) -> None
 def test_interim_rate_cap_needs_the_exact_bound_too() -> None:
     """21 of the first 100 hallucinate against a 10% cap: Wilson's 99.93% lower bound (10.5%)
     says FAIL, the exact Clopper-Pearson one (9.9%) does not, so look 1 does not lock it."""
-    from evalgate.config import GateSettings
-    from evalgate.guardrails import plan_guardrails
+    from evalgate.gate.guardrails import plan_guardrails
+    from evalgate.gate.sequential import SequentialGate
     from evalgate.results import Record
-    from evalgate.sequential import SequentialGate
+    from evalgate.spec.config import GateSettings
 
     a1 = obf_spending(1 / 3, 0.05)
     assert wilson_bounds(21, 100, a1)[0] > 0.10

@@ -13,13 +13,13 @@ import pytest
 import yaml
 
 import evalgate.stats  # noqa: F401  (scipy loaded before pytester snapshots sys.modules)
-from evalgate.compare import gate_settings
-from evalgate.gate import overall_verdict
-from evalgate.guardrails import evaluate, plan_guardrails
-from evalgate.merge import merge_main, merge_results
-from evalgate.metrics import compute_metrics
+from evalgate.gate.compare import gate_settings
+from evalgate.gate.guardrails import evaluate, plan_guardrails
+from evalgate.gate.metrics import compute_metrics
+from evalgate.gate.verdicts import overall_verdict
+from evalgate.pipeline.merge import merge_main, merge_results
 from evalgate.results import GuardrailVerdict, Record, RunResult, read_result, write_result
-from evalgate.sim import SimServer
+from evalgate.sim.server import SimServer
 from tests.conftest import make_cases, read_json, sim_cases_from, sim_model, write_project
 
 pytest_plugins = ["pytester"]
@@ -251,7 +251,7 @@ def test_merge_cli_and_incomplete_shard_sets_are_flagged(pytester: pytest.Pytest
     import subprocess
     import sys
 
-    from evalgate.merge import shard_warnings
+    from evalgate.pipeline.merge import shard_warnings
 
     write_project(pytester.path, model=sim_model(), cases=make_cases(60),
                   gate={"gate": {"on_inconclusive": "warn"}})

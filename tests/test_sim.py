@@ -18,7 +18,7 @@ import httpx
 import pydantic
 import pytest
 
-from evalgate.sim import SimCase, SimProfile, SimServer
+from evalgate.sim.server import SimCase, SimProfile, SimServer
 
 REFUND = SimCase(
     key="support/refund-window",

@@ -12,7 +12,7 @@ import pytest
 from scipy import optimize, special, stats
 
 from evalgate import stats as es
-from evalgate.gate import overall_verdict
+from evalgate.gate.verdicts import overall_verdict
 from evalgate.stats import (
     Evidence,
     clopper_pearson_bounds,

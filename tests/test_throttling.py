@@ -12,14 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from evalgate.executor import AdaptiveLimit
-from evalgate.project import load_project
-from evalgate.providers.base import parse_duration, rate_limit_pause_s
+from evalgate.engine.executor import AdaptiveLimit
+from evalgate.engine.providers.base import parse_duration, rate_limit_pause_s
+from evalgate.pipeline.project import load_project
+from evalgate.pipeline.run import run_project
 from evalgate.report.markdown import render_markdown
+from evalgate.report.summary import summary_lines
 from evalgate.results import RunResult
-from evalgate.run import run_project
-from evalgate.sim import SimServer
-from evalgate.summary import summary_lines
+from evalgate.sim.server import SimServer
 from tests.conftest import make_cases, write_project
 
 
@@ -196,7 +196,7 @@ def test_simulator_speaks_openai_rate_limit_headers() -> None:
 
     import httpx
 
-    from evalgate.sim import SimProfile
+    from evalgate.sim.server import SimProfile
 
     body = {"model": "p", "messages": [{"role": "user", "content": "hello there"}]}
     profile = SimProfile(latency_ms=0, limit_requests=2, limit_tokens=1000, limit_window_s=360,
@@ -219,7 +219,7 @@ def test_simulator_speaks_openai_rate_limit_headers() -> None:
 def test_anthropic_rate_limit_headers_pause_until_their_reset_time() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from evalgate.providers.base import seconds_until
+    from evalgate.engine.providers.base import seconds_until
 
     now = datetime(2026, 11, 23, 4, 40, tzinfo=UTC)
     assert seconds_until("2026-11-23T04:40:02.5Z", now) == 2.5

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from markupsafe import Markup, escape
 
-from evalgate.metrics import percentile
+from evalgate.gate.metrics import percentile
 
 CANDIDATE_COLOR = "#2563eb"
 BASELINE_COLOR = "#c2410c"

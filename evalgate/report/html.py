@@ -31,11 +31,11 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from evalgate.gate import blocks
+from evalgate.gate.verdicts import blocks
 from evalgate.report import charts
 from evalgate.report.production import html_section as production_section
+from evalgate.report.summary import spend_text
 from evalgate.results import CriterionResult, GuardrailVerdict, Record, RunResult
-from evalgate.summary import spend_text
 
 MAX_ANSWER_CHARS = 2000   # per answer in the canary table; the JSON keeps the full text
 COLLAPSE_CHARS = 320      # longer answers (or more than COLLAPSE_LINES lines) fold into <details>

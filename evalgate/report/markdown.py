@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalgate.gate import blocks, fmt
+from evalgate.gate.verdicts import blocks, fmt
+from evalgate.report.summary import canary_problem, gate_cells, spend_text
 from evalgate.results import GuardrailVerdict, Record, RunResult
-from evalgate.summary import canary_problem, gate_cells, spend_text
 
 EXCERPT_CHARS = 200
 CELL_CHARS = 200

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
-from evalgate.gate import fmt
+from evalgate.gate.verdicts import fmt
 from evalgate.results import BlendedCost, DeterminismStats, RouteStats, RunResult
 
 

@@ -1,0 +1,430 @@
+"""The async engine: every planned call made once, bounded concurrency, retries, deadlines.
+
+One asyncio loop and one pooled httpx client per run; calls are I/O-bound, so this beats any
+process-per-call scheme. Faults are recorded on the call, never raised out of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import certifi
+import httpx
+
+from evalgate.engine.providers import (
+    CallableProvider,
+    HttpProvider,
+    ProviderError,
+    Reply,
+    make_provider,
+)
+from evalgate.engine.providers.base import TRUNCATED_FINISH, rate_limit_pause_s
+from evalgate.pipeline.project import PlannedCall, build_messages
+from evalgate.results import Attempt, Record
+from evalgate.spec.config import LoadedModel
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 8.0
+LANES_PER_CLIENT = 4
+# Errors that mean "too much load": they shrink the adaptive concurrency, and waiting after
+# them counts as throttled time, not as a fault's backoff.
+THROTTLE_CLASSES = frozenset({"rate_limited", "overloaded"})
+PAUSE_MARGIN_S = 0.005  # wake just after the server's window resets, never just before
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int
+    timeout_s: float
+    deadline_s: float
+    max_retry_after_s: float
+
+    @classmethod
+    def of(cls, model: LoadedModel) -> RetryPolicy:
+        cfg = model.config
+        return cls(cfg.max_retries, cfg.timeout_s, cfg.total_deadline_s, cfg.max_retry_after_s)
+
+    def wait_s(self, attempt: int, error: ProviderError, rng: random.Random) -> float:
+        """Honour Retry-After (capped); otherwise full-jitter exponential backoff."""
+        if error.retry_after_s is not None:
+            return min(error.retry_after_s, self.max_retry_after_s)
+        return rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+
+
+class RateLimiter:
+    """Client-side pacing with no burst: starts evenly spaced (rpm), and each start waits until
+    the tokens already sent fit the tokens-per-minute budget (tpm). A call's tokens are the
+    prompt's estimate when it starts, corrected by the reply's usage when it ends."""
+
+    def __init__(self, rpm: float | None, tpm: float | None = None) -> None:
+        self.interval = 60.0 / rpm if rpm else 0.0
+        self.per_token = 60.0 / tpm if tpm else 0.0
+        self.active = bool(self.interval or self.per_token)
+        self.next_slot = 0.0
+        self.next_token_slot = 0.0
+        self.answers = self.answer_tokens = 0
+
+    async def acquire(self, tokens: int = 0) -> float:
+        """Wait for this start's slot; returns the seconds waited. The slot is taken when the
+        call starts, not booked ahead, so usage settled meanwhile moves it."""
+        if not self.active:
+            return 0.0
+        t0 = now = time.monotonic()
+        while (slot := max(self.next_slot, self.next_token_slot)) > now:
+            await asyncio.sleep(slot - now)
+            now = time.monotonic()
+        self.next_slot = max(now, self.next_slot) + self.interval
+        self.next_token_slot = max(now, self.next_token_slot) + tokens * self.per_token
+        return now - t0
+
+    def estimate(self, messages: Sequence[dict[str, str]]) -> int:
+        """A call's tokens before it is made: the prompt's, plus the mean answer so far."""
+        answer = round(self.answer_tokens / self.answers) if self.answers else 0
+        return sum(estimate_tokens(m["content"]) for m in messages) + answer
+
+    def settle(self, estimated: int, tokens_in: int, tokens_out: int) -> None:
+        """Charge the tokens a call really used (prompt and answer) instead of its estimate."""
+        self.next_token_slot += (tokens_in + tokens_out - estimated) * self.per_token
+        self.answers += 1
+        self.answer_tokens += tokens_out
+
+
+class AdaptiveLimit:
+    """AIMD cap on one model's attempts in flight, like TCP's congestion window.
+
+    A 429 halves the cap (once per round trip: attempts sent before the last cut saw the old
+    cap, so their 429s do not cut again); each success adds 1/cap, i.e. one more slot per cap's
+    worth of successes, up to the run's concurrency. When a response says no requests or tokens
+    remain in the server's window (x-ratelimit-remaining-* = 0), new attempts pause until it
+    resets. Until the first 429 or pause, acquire() is one comparison.
+    """
+
+    def __init__(self, ceiling: int) -> None:
+        self.ceiling = float(ceiling)
+        self.limit = float(ceiling)
+        self.in_flight = 0
+        self.resume_at = 0.0  # perf_counter time; 0: not paused
+        self.last_cut = -math.inf
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> float:
+        """Take a slot; returns the seconds spent waiting for it."""
+        if self.in_flight < self.limit and not self.resume_at:
+            self.in_flight += 1
+            return 0.0
+        t0 = time.perf_counter()
+        while True:
+            pause = self.resume_at - time.perf_counter()
+            if pause > 0:
+                await asyncio.sleep(pause)
+                continue
+            self.resume_at = 0.0
+            if self.in_flight < self.limit:
+                break
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+        self.in_flight += 1
+        return time.perf_counter() - t0
+
+    def release(self, sent_at: float, throttled: bool, answered: bool = True) -> None:
+        """Give the slot back: a 429 (or 529) shrinks the cap, an answer grows it, any other
+        outcome (a 5xx, a timeout) leaves it be."""
+        self.in_flight -= 1
+        if throttled:
+            if sent_at >= self.last_cut:
+                self.limit = max(1.0, self.limit / 2)
+                self.last_cut = time.perf_counter()
+        elif answered and self.limit < self.ceiling:
+            self.limit = min(self.ceiling, self.limit + 1.0 / self.limit)
+        if self.waiters:
+            free = math.ceil(self.limit) - self.in_flight
+            while free > 0 and self.waiters:
+                waiter = self.waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    free -= 1
+
+    def pause(self, seconds: float) -> None:
+        """No new attempts for `seconds` (the server's rate-limit window resets then)."""
+        self.resume_at = max(self.resume_at, time.perf_counter() + seconds + PAUSE_MARGIN_S)
+
+
+def redactor(secrets: Sequence[str | None]) -> Callable[[str], str]:
+    """A function that blanks every secret value out of a text (error messages, URLs)."""
+    values = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def redact(text: str) -> str:
+        for value in values:
+            text = text.replace(value, "[REDACTED]")
+        return text
+
+    return redact
+
+
+def transport_error(exc: Exception, in_body: bool = False) -> ProviderError:
+    """Classify a transport fault; `in_body`: the response's headers had already arrived."""
+    name = type(exc).__name__
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return ProviderError("connect_error", f"{name}: {exc}", retryable=True)
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        if in_body:
+            return ProviderError("stalled_body", f"{name}: the response body stopped "
+                                 "arriving halfway", retryable=True)
+        return ProviderError("timeout", f"{name}: no answer in time", retryable=True)
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError
+                  | ConnectionError):
+        if in_body:
+            return ProviderError("truncated_response", f"{name}: the connection closed before "
+                                 f"the whole body arrived: {exc}", retryable=True)
+        return ProviderError("connection_reset", f"{name}: the server closed the connection "
+                             f"without an answer: {exc}", retryable=True)
+    return ProviderError("connection_error", f"{name}: {exc}", retryable=True)
+
+
+@functools.cache
+def _shared_ssl_context() -> ssl.SSLContext:
+    """One TLS context for every client: building one loads the CA bundle (milliseconds)."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count (4 characters a token) for servers that report no usage."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One model's try at a call: its reply or last error, attempts, throttled time."""
+
+    reply: Reply | None
+    error: ProviderError | None
+    attempts: list[Attempt]
+    throttled_s: float
+    start: float
+    latency_s: float
+    estimate: int
+
+
+def falls_back(error: ProviderError | None) -> bool:
+    """Transient faults that outlived the retries go to the fallback; a bad request, an
+    auth error, a context overflow or a cut-off answer are the config's problem and do not."""
+    return error is not None and (error.retryable or error.error_class == "deadline_exceeded")
+
+
+class Executor:
+    def __init__(self, model: LoadedModel, provider: HttpProvider | CallableProvider,
+                 concurrency: int, seed: int = 0, fallback: Executor | None = None) -> None:
+        self.model = model
+        self.provider = provider
+        self.concurrency = concurrency
+        self.policy = RetryPolicy.of(model)
+        limit = model.config.rate_limit
+        self.limiter = RateLimiter(limit.rpm if limit else None, limit.tpm if limit else None)
+        self.gate = AdaptiveLimit(concurrency)
+        self.rng = random.Random(seed)
+        self.redact = redactor([model.api_key()] if model.config.api_key_env
+                               and model.config.provider != "sim" else [])
+        self.pricing = model.config.pricing
+        self.fallback = fallback
+
+    async def run(self, calls: Sequence[PlannedCall], config_label: str = "candidate"
+                  ) -> list[Record]:
+        """Run every call once; one Record per call, in plan order."""
+        jobs = [[(self, call, config_label)] for call in calls]
+        return [job[0] for job in await run_jobs(jobs, self.concurrency)]
+
+    async def _attempt(self, client: httpx.AsyncClient, call: PlannedCall,
+                       budget_s: float, in_body: list[bool]) -> Reply:
+        async with asyncio.timeout(budget_s):
+            if isinstance(self.provider, CallableProvider):
+                return await self.provider.invoke(call)
+            request = self.provider.build(call)
+            response = await client.send(
+                client.build_request(request.method, request.url, headers=request.headers,
+                                     json=request.json, timeout=self.policy.timeout_s),
+                stream=True)
+            in_body[0] = True  # headers are in: a fault from here on is mid-body
+            try:
+                await response.aread()
+            except BaseException:
+                await response.aclose()
+                raise
+            pause = rate_limit_pause_s(response.headers)
+            if pause is not None:
+                self.gate.pause(pause)
+            return self.provider.parse(response)
+
+    async def attempts(self, client: httpx.AsyncClient, call: PlannedCall) -> Outcome:
+        """Make one planned call with its retries: the reply or the last error."""
+        attempts: list[Attempt] = []
+        start = deadline = latency = 0.0
+        error: ProviderError | None = None
+        reply: Reply | None = None
+        waited = throttled = 0.0
+        estimate = 0
+        if self.limiter.per_token:
+            estimate = self.limiter.estimate(call.messages)
+        for n in range(self.policy.max_retries + 1):
+            queued = await self.limiter.acquire(estimate)
+            queued += await self.gate.acquire()
+            throttled += queued
+            if n == 0:  # latency and deadline start once the client may send, not before
+                start = time.perf_counter()
+                deadline = start + self.policy.deadline_s
+            else:  # queueing for a slot does not eat into the call's deadline
+                deadline += queued
+            a0 = time.perf_counter()
+            error = None
+            budget = min(self.policy.timeout_s, deadline - a0)
+            if budget <= 0:
+                self.gate.release(a0, False, answered=False)
+                error = ProviderError("deadline_exceeded", "call deadline of "
+                                      f"{self.policy.deadline_s:g}s exceeded", retryable=False)
+                break
+            in_body = [False]
+            try:
+                reply = await self._attempt(client, call, budget, in_body)
+            except ProviderError as exc:
+                error = exc
+            except (httpx.HTTPError, TimeoutError, OSError) as exc:
+                error = transport_error(exc, in_body[0])
+            finally:
+                self.gate.release(a0, error is not None
+                                  and error.error_class in THROTTLE_CLASSES, reply is not None)
+            elapsed = time.perf_counter() - a0
+            if reply is not None:
+                attempts.append(Attempt(n=n, status=200, latency_ms=elapsed * 1000,
+                                        waited_ms=waited))
+                latency = elapsed
+                break
+            assert error is not None
+            attempts.append(Attempt(n=n, status=error.status, error_class=error.error_class,
+                                    latency_ms=elapsed * 1000, retry_after_s=error.retry_after_s,
+                                    waited_ms=waited))
+            if not error.retryable or n == self.policy.max_retries:
+                break
+            wait = self.policy.wait_s(n, error, self.rng)
+            if time.perf_counter() + wait >= deadline:
+                break
+            await asyncio.sleep(wait)
+            waited = wait * 1000
+            if error.error_class in THROTTLE_CLASSES:
+                throttled += wait
+        return Outcome(reply, error, attempts, throttled, start, latency, estimate)
+
+    async def call(self, client: httpx.AsyncClient, call: PlannedCall, label: str,
+                   t0: float) -> Record:
+        """Make one planned call (with its retries, then its fallback) and record it."""
+        entry = call.entry
+        out = await self.attempts(client, call)
+        answerer, answered_by, message_prefix = self, None, ""
+        attempts, throttled, start = out.attempts, out.throttled_s, out.start
+        if out.reply is None and self.fallback is not None and falls_back(out.error):
+            fb = self.fallback
+            assert out.error is not None
+            message_prefix = (f"{out.error.error_class} after {len(attempts)} attempt(s); "
+                              f"fallback {fb.model.name}: ")
+            call = PlannedCall(entry, call.sample, build_messages(fb.model, entry.case))
+            second = await fb.attempts(client, call)
+            for attempt in second.attempts:
+                attempt.fallback = True
+            attempts = attempts + second.attempts
+            throttled += second.throttled_s
+            out, answerer = second, fb
+            if second.reply is not None:
+                answered_by = fb.model.name
+        common = dict(key=entry.key, set=entry.set_name, case_id=entry.case.id,
+                      sample=call.sample, config=label, tags=entry.case.tags,
+                      attempts=attempts, started_s=round(start - t0, 6),
+                      throttled_ms=throttled * 1000)
+        reply = out.reply
+        if reply is None:
+            error = out.error
+            assert error is not None
+            return Record(ok=False, error_class=error.error_class, retryable=error.retryable,
+                          error_message=answerer.redact(message_prefix + str(error)), **common)
+        estimated = reply.input_tokens is None or reply.output_tokens is None
+        tokens_in = reply.input_tokens if reply.input_tokens is not None else sum(
+            estimate_tokens(m["content"]) for m in call.messages)
+        tokens_out = reply.output_tokens if reply.output_tokens is not None \
+            else estimate_tokens(reply.text)
+        if answerer.limiter.per_token:
+            answerer.limiter.settle(out.estimate, tokens_in, tokens_out)
+        fields = dict(text=reply.text, finish_reason=reply.finish_reason,
+                      input_tokens=tokens_in, output_tokens=tokens_out,
+                      usage_estimated=estimated,
+                      cost_usd=answerer.pricing.cost(tokens_in, tokens_out),
+                      latency_ms=out.latency_s * 1000, answered_by=answered_by)
+        if reply.finish_reason in TRUNCATED_FINISH:  # a cut-off answer is not an answer
+            return Record(ok=False, error_class="max_tokens", retryable=False,
+                          error_message=f"the answer was cut off at the token limit "
+                          f"(finish_reason {reply.finish_reason}): raise max_tokens",
+                          **fields, **common)
+        return Record(ok=True, **fields, **common)
+
+
+def executor_for(model: LoadedModel, concurrency: int, seed: int = 0,
+                 sim_url: str | None = None) -> Executor:
+    """The Executor for a model config and, when it names one, for its `fallback:`."""
+    fallback = None
+    if model.fallback is not None:
+        fallback = Executor(model.fallback, make_provider(model.fallback, sim_url), concurrency,
+                            seed + 7919)
+    return Executor(model, make_provider(model, sim_url), concurrency, seed, fallback)
+
+
+Step = tuple[Executor, PlannedCall, str]
+
+
+def _client() -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=LANES_PER_CLIENT,
+                          max_keepalive_connections=LANES_PER_CLIENT)
+    return httpx.AsyncClient(limits=limits, verify=_shared_ssl_context())
+
+
+async def run_jobs(jobs: Sequence[Sequence[Step]], concurrency: int) -> list[list[Record]]:
+    """Run jobs on `concurrency` lanes; the steps of one job go back to back on one lane.
+
+    A job is one canary's baseline and candidate request (in a random order), so load drift
+    during the run hits both configs alike. Lanes share an httpx client in small groups:
+    httpcore's pool rescans every waiting request against every connection, which makes one
+    client with 64 connections several times slower than 16 clients with 4 each.
+    """
+    t0 = time.perf_counter()
+    results: list[list[Record]] = [[] for _ in jobs]
+    pending = iter(enumerate(jobs))
+    lanes = max(1, min(concurrency, len(jobs)))
+    clients = [_client() for _ in range(math.ceil(lanes / LANES_PER_CLIENT))]
+
+    async def lane(client: httpx.AsyncClient) -> None:
+        for index, job in pending:  # one shared iterator: each job is taken exactly once
+            results[index] = [await runner.call(client, call, label, t0)
+                              for runner, call, label in job]
+
+    try:
+        await asyncio.gather(*(lane(clients[j // LANES_PER_CLIENT]) for j in range(lanes)))
+    finally:
+        for client in clients:
+            await client.aclose()
+    return results
+
+
+def execute(model: LoadedModel, provider: HttpProvider | CallableProvider,
+            calls: Sequence[PlannedCall], concurrency: int, seed: int = 0,
+            config_label: str = "candidate") -> list[Record]:
+    """Make every planned call once; returns one Record per call, in plan order."""
+    executor = Executor(model, provider, concurrency, seed)
+    return asyncio.run(executor.run(calls, config_label))

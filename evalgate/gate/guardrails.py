@@ -1,0 +1,321 @@
+"""Guardrails: which checks a gate config asks for, and their verdicts from graded records.
+
+Each canary is the unit of analysis: with K samples its values are averaged first, and the
+candidate is compared with the baseline canary by canary (paired). The statistics live in
+`stats.py`; this module only shapes records into per-canary arrays and evidence into verdicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from evalgate.gate.metrics import compute_metrics
+from evalgate.gate.verdicts import judge_metric, overall_verdict
+from evalgate.results import GuardrailVerdict, Record, ThresholdOut
+from evalgate.spec.config import TESTED_BOUNDS, GateSettings
+
+if TYPE_CHECKING:  # numpy is imported on first use: the pytest side plans guardrails only
+    import numpy as np
+
+VS_BASELINE = "_vs_baseline"
+
+
+@dataclass(frozen=True)
+class Guardrail:
+    name: str      # the gate item's name: gate[<name>]
+    metric: str
+    kind: str      # rate_cap | p95_slo | cost_budget | point | rate_vs_baseline | ...
+    bound: float | None
+    worse: str = "higher"
+
+
+def plan_guardrails(settings: GateSettings, has_baseline: bool) -> list[Guardrail]:
+    """The gate's guardrails, known before any call (they become test items)."""
+    plan = []
+    for metric, threshold in settings.metrics.items():
+        bound = TESTED_BOUNDS.get(metric)
+        if bound is None:
+            plan.append(Guardrail(metric, metric, "point", None))
+            continue
+        value = getattr(threshold, bound)
+        worse = "higher" if bound == "max" else "lower"
+        kind = {"latency_p95_ms": "p95_slo", "cost_per_request_usd": "cost_budget",
+                "cost_per_1k_usd": "cost_budget"}.get(metric, "rate_cap")
+        plan.append(Guardrail(metric, metric, kind, value, worse))
+    if has_baseline:
+        margins = settings.vs_baseline
+        for field, metric, kind, worse in (
+            ("hallucination_rate", "hallucination_rate", "rate_vs_baseline", "higher"),
+            ("pass_rate", "pass_rate", "rate_vs_baseline", "lower"),
+            ("cost_ratio", "cost_per_request_usd", "cost_ratio", "higher"),
+            ("latency_ratio", "latency_ms", "latency_gm_ratio", "higher"),
+            ("p95_ratio", "latency_p95_ms", "p95_ratio", "higher"),
+            ("score", "score", "score_vs_baseline", "lower"),
+        ):
+            margin = getattr(margins, field)
+            if margin is not None:
+                plan.append(Guardrail(field + VS_BASELINE, metric, kind, margin, worse))
+    if settings.max_fallback_rate is not None:
+        plan.append(Guardrail(FALLBACK, FALLBACK, "point", settings.max_fallback_rate))
+    return plan
+
+
+FALLBACK = "fallback_rate"
+
+
+def judge_fallback(bound: float, records: Sequence[Record], samples: int) -> GuardrailVerdict:
+    """INCONCLUSIVE, not FAIL, above the bound: the candidate's own quality is unknown, not bad
+    (with on_inconclusive: fail, the default, that still blocks)."""
+    used = sum(1 for r in records if r.ok and r.answered_by)
+    share = used / len(records) if records else 0.0
+    over = share > bound
+    reason = (f"{used} of {len(records)} candidate calls ({share:.1%}) were answered by the "
+              f"fallback model, {'above' if over else 'within'} max_fallback_rate {bound:.1%}"
+              + (": the gate cannot vouch for the candidate's own answers" if over else ""))
+    return GuardrailVerdict(guardrail=FALLBACK, metric=FALLBACK, kind="point",
+                            test="share of answers from the fallback model", value=share,
+                            threshold=ThresholdOut(max=bound), n_canaries=len({r.key for r in
+                                                                               records}),
+                            n_samples=samples, verdict="INCONCLUSIVE" if over else "PASS",
+                            reason=reason)
+
+
+def fallback_warnings(records: Sequence[Record], base_records: Sequence[Record] | None = None
+                      ) -> list[str]:
+    """The run-level warning that some answers are not the candidate's (or the baseline's)."""
+    warnings = []
+    for who, recs in (("candidate", records), ("baseline", base_records or [])):
+        names = sorted({r.answered_by for r in recs if r.ok and r.answered_by})
+        if names:
+            used = sum(1 for r in recs if r.ok and r.answered_by)
+            warnings.append(f"{used} of {len(recs)} {who} calls were {FALLBACK_NOTE} "
+                            f"({', '.join(names)}) after the {who}'s retries ran out: their "
+                            "quality, cost and latency are the fallback's, not the " + who + "'s")
+    return warnings
+
+
+FALLBACK_NOTE = "answered by the fallback model"
+
+
+Extract = Callable[[Record], float | None]
+
+EXTRACT: dict[str, Extract] = {
+    "hallucination_rate": lambda r: None if r.hallucination is None else float(r.hallucination),
+    "pass_rate": lambda r: None if r.passed is None else float(r.passed),
+    "error_rate": lambda r: 0.0 if r.ok else 1.0,
+    "latency_p95_ms": lambda r: r.latency_ms if r.ok else None,
+    "latency_ms": lambda r: r.latency_ms if r.ok else None,
+    "cost_per_request_usd": lambda r: r.cost_usd if r.ok else None,
+    "cost_per_1k_usd": lambda r: None if not r.ok or r.cost_usd is None else r.cost_usd * 1000,
+    "score": lambda r: r.score,
+}
+
+
+def per_canary(records: Sequence[Record], extract: Extract) -> dict[str, float]:
+    """Each canary's mean over its samples (canaries with no value are left out)."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for record in records:  # one pass, no per-canary lists: 10,000s of records per guardrail
+        value = extract(record)
+        if value is not None:
+            key = record.key
+            if key in counts:
+                sums[key] += value
+                counts[key] += 1
+            else:
+                sums[key] = value
+                counts[key] = 1
+    return {key: total / counts[key] for key, total in sums.items()}
+
+
+def paired(cand: dict[str, float], base: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
+    keys = sorted(cand.keys() & base.keys())
+    return np.array([cand[k] for k in keys]), np.array([base[k] for k in keys])
+
+
+def no_data(guardrail: Guardrail, samples: int) -> GuardrailVerdict:
+    return GuardrailVerdict(
+        guardrail=guardrail.name, metric=guardrail.metric, kind=guardrail.kind,
+        test="(none: no data)", margin=guardrail.bound, worse=guardrail.worse,
+        n_canaries=0, n_samples=samples, verdict="INCONCLUSIVE",
+        reason=f"cannot decide {guardrail.name}: no canary has data for it")
+
+
+def undecidable(guardrail: Guardrail, samples: int, n: int, why: str) -> GuardrailVerdict:
+    return GuardrailVerdict(
+        guardrail=guardrail.name, metric=guardrail.metric, kind=guardrail.kind,
+        test="(none: the data do not allow it)", margin=guardrail.bound, worse=guardrail.worse,
+        n_canaries=n, n_samples=samples, verdict="INCONCLUSIVE",
+        reason=f"cannot decide {guardrail.name}: {why}")
+
+
+def _evidence(g: Guardrail, cand: np.ndarray, base: np.ndarray | None, settings: GateSettings,
+              samples: int) -> Any:
+    from evalgate import stats
+
+    alpha = settings.alpha
+    if g.kind == "rate_cap":
+        return stats.rate_cap(cand, guardrail=g.name, cap=g.bound, alpha=alpha, samples=samples,
+                              worse=g.worse)
+    if g.kind == "p95_slo":
+        return stats.p95_slo(cand, guardrail=g.name, slo_ms=g.bound, alpha=alpha,
+                             samples=samples)
+    if g.kind == "cost_budget":
+        return stats.cost_budget(cand, guardrail=g.name, budget=g.bound, alpha=alpha,
+                                 samples=samples)
+    assert base is not None
+    if g.kind == "rate_vs_baseline":
+        return stats.compare_rate(cand, base, guardrail=g.name, margin=g.bound, alpha=alpha,
+                                  samples=samples, worse=g.worse)
+    if g.kind == "cost_ratio":
+        return stats.compare_cost(cand, base, guardrail=g.name, margin_ratio=g.bound,
+                                  alpha=alpha, seed=settings.seed, samples=samples,
+                                  bca_resamples=settings.bootstrap_resamples)
+    if g.kind == "latency_gm_ratio":
+        return stats.compare_latency_gm(cand, base, guardrail=g.name, margin_ratio=g.bound,
+                                        alpha=alpha, samples=samples)
+    if g.kind == "score_vs_baseline":
+        return stats.compare_score(cand, base, guardrail=g.name, margin=g.bound, alpha=alpha,
+                                   samples=samples)
+    if g.kind == "p95_ratio":
+        return stats.compare_p95(cand, base, guardrail=g.name, margin_ratio=g.bound, alpha=alpha,
+                                 resamples=settings.bootstrap_resamples, seed=settings.seed,
+                                 samples=samples)
+    raise ValueError(f"unknown guardrail kind {g.kind}")
+
+
+def to_verdict(g: Guardrail, ev: Any) -> GuardrailVerdict:
+    threshold = None
+    if g.kind in ("rate_cap", "p95_slo", "cost_budget"):
+        threshold = ThresholdOut(max=g.bound) if g.worse == "higher" else ThresholdOut(min=g.bound)
+    return GuardrailVerdict(
+        guardrail=g.name, metric=g.metric, kind=ev.kind, test=ev.test, value=ev.estimate,
+        baseline=ev.baseline, effect=ev.effect, effect_kind=ev.effect_kind, ci_low=ev.ci_low,
+        ci_high=ev.ci_high, margin=ev.margin, threshold=threshold, worse=ev.worse,
+        p_value=ev.p_value, p_regression=ev.p_regression,
+        p_regression_holm=ev.p_regression_holm, n_canaries=ev.n_canaries,
+        n_samples=ev.n_samples, discordant=list(ev.discordant) if ev.discordant else None,
+        mde=ev.mde, min_passable_margin=ev.min_passable_margin, verdict=ev.verdict,
+        note=ev.note, reason=ev.sentence)
+
+
+def evaluate(settings: GateSettings, plan: list[Guardrail], cand_records: Sequence[Record],
+             base_records: Sequence[Record] | None, metrics: dict[str, float | None],
+             samples: int) -> list[GuardrailVerdict]:
+    """Verdicts for every planned guardrail, Holm-adjusted across the run's regression tests."""
+    import numpy as np
+
+    from evalgate import stats
+
+    verdicts: dict[str, GuardrailVerdict] = {}
+    tested: list[tuple[Guardrail, Any]] = []
+    values: dict[str, tuple[dict[str, float], dict[str, float] | None]] = {}
+    for g in plan:
+        if g.name == FALLBACK:
+            verdicts[g.name] = judge_fallback(g.bound or 0.0, cand_records, samples)
+            continue
+        if g.kind == "point":
+            threshold = settings.metrics[g.metric]
+            verdicts[g.name] = judge_metric(g.metric, metrics.get(g.metric), threshold.min,
+                                            threshold.max)
+            continue
+        # latency_ms and latency_p95_ms read the same values: extract each once
+        same = "latency_ms" if g.metric == "latency_p95_ms" else g.metric
+        if same not in values:
+            values[same] = (per_canary(cand_records, EXTRACT[g.metric]),
+                            per_canary(base_records, EXTRACT[g.metric])
+                            if base_records is not None else None)
+        cand_values, base_values = values[same]
+        if base_values is None:
+            cand, base = np.array(list(cand_values.values())), None
+        else:
+            cand, base = paired(cand_values, base_values)
+        if len(cand) == 0:
+            verdicts[g.name] = no_data(g, samples)
+            continue
+        try:
+            tested.append((g, _evidence(g, cand, base, settings, samples)))
+        except ValueError as exc:  # e.g. a ratio to a baseline that cost nothing
+            verdicts[g.name] = undecidable(g, samples, len(cand), str(exc))
+    final = stats.finalize([ev for _, ev in tested], settings.alpha,
+                           settings.fail_on_significant_regression)
+    for (g, _), ev in zip(tested, final, strict=True):
+        verdicts[g.name] = to_verdict(g, ev)
+    return [verdicts[g.name] for g in plan]
+
+
+def as_if_judged(records: Sequence[Record]) -> list[Record]:
+    """The records with each grade that rests on judge errors taken at its best case."""
+    return [r.model_copy(update=r.if_judged.model_dump()) if r.if_judged is not None else r
+            for r in records]
+
+
+def judge_error_sensitivity(settings: GateSettings, plan: list[Guardrail],
+                            records: Sequence[Record], base_records: Sequence[Record] | None,
+                            metrics: dict[str, float | None], samples: int,
+                            verdicts: list[GuardrailVerdict]) -> list[GuardrailVerdict]:
+    """A verdict that judge errors could have turned is INCONCLUSIVE, and says so.
+
+    A judge error fails its criterion, which may be a hallucination criterion: a flaky judge
+    must neither pass nor block a candidate unnoticed. The gate is decided twice more: with
+    the candidate's judge errors as PASSes (the best case for the candidate) and, when the
+    baseline has judge errors, with the baseline's as PASSes (its worst case). A verdict that
+    is not the same all three ways is INCONCLUSIVE.
+    """
+    hinged = sum(r.if_judged is not None for r in records)
+    base_hinged = sum(r.if_judged is not None for r in base_records or [])
+    if not hinged and not base_hinged:
+        return verdicts
+    alternatives = []
+    if hinged:
+        best = as_if_judged(records)
+        alternatives.append(evaluate(settings, plan, best, base_records,
+                                     compute_metrics(best)[0], samples))
+    if base_records is not None and base_hinged:
+        alternatives.append(evaluate(settings, plan, records, as_if_judged(base_records),
+                                     metrics, samples))
+    out = []
+    for i, v in enumerate(verdicts):
+        turned = sorted({alt[i].verdict for alt in alternatives} - {v.verdict})
+        if not turned or v.verdict == "INCONCLUSIVE":
+            out.append(v)
+            continue
+        who = f"{hinged} candidate answer(s)" + (
+            f" and {base_hinged} baseline answer(s)" if base_hinged else "")
+        out.append(v.model_copy(update={
+            "verdict": "INCONCLUSIVE",
+            "reason": f"{v.reason}; but this rests on judge errors in {who}: had the judge "
+                      f"answered PASS there, it would be {' or '.join(turned)}, so the gate "
+                      "cannot decide (INCONCLUSIVE); fix the judge and run again"}))
+    return out
+
+
+def power_warnings(verdicts: Sequence[GuardrailVerdict]) -> list[str]:
+    """The run-level warnings for margins finer than the run can detect."""
+    return [f"{v.guardrail}: {v.note}" for v in verdicts if v.note and "can only detect" in v.note]
+
+
+def decide_gate(settings: GateSettings, records: Sequence[Record],
+                base_records: Sequence[Record] | None, samples: int) -> dict[str, Any]:
+    """The fields of a RunResult that deciding the gate sets, from graded records: metrics,
+    counts, verdicts, the overall verdict and the settings used. One place for a live run,
+    `evalgate compare` and `evalgate merge`, so all three decide alike."""
+    metrics, counts = compute_metrics(records)
+    plan = plan_guardrails(settings, base_records is not None)
+    verdicts = evaluate(settings, plan, records, base_records, metrics, samples)
+    verdicts = judge_error_sensitivity(settings, plan, records, base_records, metrics, samples,
+                                       verdicts)
+    return {
+        "metrics": metrics,
+        "counts": counts,
+        "verdicts": verdicts,
+        "verdict": overall_verdict([v.verdict for v in verdicts]),
+        "on_inconclusive": settings.on_inconclusive,
+        "alpha": settings.alpha,
+        "gate": settings.model_dump(mode="json"),
+        "baseline_metrics": compute_metrics(base_records)[0] if base_records is not None else {},
+    }

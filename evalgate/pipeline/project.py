@@ -1,0 +1,264 @@
+"""Load everything a run needs, validate it together, and report every problem at once."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateError
+
+from evalgate.errors import ConfigError, Problem
+from evalgate.grading.rubrics import ResolvedCriterion, Rubric, load_rubric, resolve_criteria
+from evalgate.spec.canaries import (
+    CanarySet,
+    Case,
+    case_key,
+    discover_canary_files,
+    load_canary_file,
+    set_name_for,
+)
+from evalgate.spec.config import (
+    LoadedGate,
+    LoadedModel,
+    display_path,
+    find_gate_config,
+    load_gate_config,
+    load_model_config,
+)
+from evalgate.spec.templating import render_text
+
+RUBRIC_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class CaseEntry:
+    """A canary with its set, its rubric and the rubric's criteria resolved for it."""
+
+    set_name: str
+    case: Case
+    rubric: str
+    criteria: list[ResolvedCriterion]
+    file: Path
+    line: int
+    min_score: float | None = None  # the rubric's pass rule (None: all criteria)
+
+    @property
+    def key(self) -> str:
+        return case_key(self.set_name, self.case.id)
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    """One request to make: a canary, a sample index, the messages the model config builds."""
+
+    entry: CaseEntry
+    sample: int
+    messages: list[dict[str, str]]
+
+    @property
+    def record_id(self) -> str:
+        return f"{self.entry.key}#{self.sample}"
+
+
+@dataclass
+class Project:
+    gate: LoadedGate
+    candidate: LoadedModel
+    canary_sets: list[CanarySet]
+    rubrics: dict[str, Rubric]
+    entries: list[CaseEntry]
+    judge: LoadedModel | None = None  # the judge model config (gate config `judge`)
+
+    @property
+    def canary_paths(self) -> list[Path]:
+        return [self.gate.resolve(p) for p in self.gate.config.canaries]
+
+    def canary_fingerprint(self) -> str:
+        joined = ",".join(s.fingerprint() for s in self.canary_sets)
+        return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+    def entries_by_key(self) -> dict[str, CaseEntry]:
+        return {e.key: e for e in self.entries}
+
+    def report_dir(self, override: str | None = None) -> Path:
+        return self.gate.resolve(override or self.gate.config.report.dir)
+
+
+def _collect(problems: list[Problem], fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except ConfigError as exc:
+        problems += exc.problems
+        return None
+
+
+def load_rubrics(gate: LoadedGate, problems: list[Problem]) -> dict[str, Rubric]:
+    rubrics: dict[str, Rubric] = {}
+    for relative in gate.config.rubrics:
+        root = gate.resolve(relative)
+        if not root.exists():
+            problems.append(Problem(gate.path.name, f"rubrics path {relative!r} does not exist",
+                                    None, "rubrics"))
+            continue
+        files = [root] if root.is_file() else sorted(
+            p for p in root.rglob("*") if p.suffix in RUBRIC_SUFFIXES)
+        base = root.parent if root.is_file() else root
+        for path in files:
+            name = set_name_for(path, base)
+            rubric = _collect(problems, load_rubric, path, name, display_path(path, gate.root))
+            if rubric is not None:
+                rubrics[name] = rubric
+    return rubrics
+
+
+def load_canary_sets(gate: LoadedGate, problems: list[Problem]) -> list[CanarySet]:
+    roots = []
+    for relative in gate.config.canaries:
+        root = gate.resolve(relative)
+        if not root.exists():
+            problems.append(Problem(gate.path.name, f"canaries path {relative!r} does not exist",
+                                    None, "canaries"))
+        roots.append(root)
+    sets: list[CanarySet] = []
+    seen: dict[str, str] = {}
+    for path, root in discover_canary_files([r for r in roots if r.exists()]):
+        name = set_name_for(path, root)
+        display = display_path(path, gate.root)
+        if name in seen:
+            problems.append(Problem(display, f"canary set name {name!r} is also used by "
+                                    f"{seen[name]}; rename one file"))
+            continue
+        seen[name] = display
+        loaded = _collect(problems, load_canary_file, path, name, display)
+        if loaded is not None:
+            sets.append(loaded)
+    if not sets and not problems:
+        problems.append(Problem(gate.path.name, "no canary files (.yaml, .yml, .jsonl) found",
+                                None, "canaries"))
+    return sets
+
+
+def _rubric_for(case: Case, cset: CanarySet, gate: LoadedGate,
+                rubrics: dict[str, Rubric]) -> str | None:
+    name = case.rubric or cset.rubric or gate.config.default_rubric
+    if name is None and len(rubrics) == 1:
+        name = next(iter(rubrics))
+    return name
+
+
+def build_entries(gate: LoadedGate, sets: list[CanarySet], rubrics: dict[str, Rubric],
+                  problems: list[Problem]) -> list[CaseEntry]:
+    entries = []
+    for cset in sets:
+        for case in cset.cases:
+            line = cset.lines.get(case.id) or None
+            name = _rubric_for(case, cset, gate, rubrics)
+            if name is None:
+                problems.append(Problem(cset.display, f"case {case.id!r} has no rubric: set "
+                                        "'rubric' on the set or the case, or 'default_rubric'",
+                                        line, "rubric"))
+                continue
+            if name not in rubrics:
+                problems.append(Problem(cset.display, f"case {case.id!r} names rubric {name!r}, "
+                                        f"which does not exist (known: "
+                                        f"{', '.join(sorted(rubrics)) or 'none'})", line,
+                                        "rubric"))
+                continue
+            label = case_key(cset.name, case.id)
+            criteria = _collect(problems, resolve_criteria, rubrics[name], case, label)
+            if criteria is not None:
+                entries.append(CaseEntry(cset.name, case, name, criteria, cset.path, line or 0,
+                                         rubrics[name].min_score))
+    return entries
+
+
+def load_project(rootdir: Path, explicit_config: str | None = None) -> Project:
+    """Load and cross-check the gate config, the candidate, canaries and rubrics."""
+    gate = load_gate_config(find_gate_config(rootdir, explicit_config))
+    problems: list[Problem] = []
+    candidate_path = gate.resolve(gate.config.candidate)
+    candidate = _collect(problems, load_model_config, candidate_path, gate.root)
+    rubrics = load_rubrics(gate, problems)
+    sets = load_canary_sets(gate, problems)
+    entries = build_entries(gate, sets, rubrics, problems) if rubrics or not problems else []
+    if candidate is not None:
+        problems += check_prompts(candidate, entries)
+        if candidate.fallback is not None:
+            problems += check_prompts(candidate.fallback, entries)
+    if candidate is not None and candidate.router is not None:  # every route's template
+        for target in candidate.router.targets():
+            if target.path != candidate.router.default.path:
+                problems += check_prompts(target, entries)
+    if gate.config.gate.routes and candidate is not None:
+        from evalgate.spec.routing import check_route_guardrails
+
+        problems += check_route_guardrails(gate, candidate)
+    judge = load_judge(gate, entries, problems)
+    if problems:
+        raise ConfigError(problems)
+    return Project(gate, candidate, sets, rubrics, entries, judge)
+
+
+def load_judge(gate: LoadedGate, entries: list[CaseEntry], problems: list[Problem]
+               ) -> LoadedModel | None:
+    """The judge model config; a rubric that needs a judge without one is a usage error."""
+    from evalgate.grading.grade import needs_judge
+
+    if gate.config.judge is None:
+        if needs_judge(entries):
+            users = sorted({e.rubric for e in entries if needs_judge([e])})
+            problems.append(Problem(gate.path.name, f"rubric(s) {', '.join(users)} use the "
+                                    "judge (check 'judge', or 'grounded' with undecided: judge); "
+                                    "set 'judge: <model config>' in the gate config", None,
+                                    "judge"))
+        return None
+    return _collect(problems, load_model_config, gate.resolve(gate.config.judge), gate.root)
+
+
+def check_prompts(model: LoadedModel, entries: list[CaseEntry]) -> list[Problem]:
+    """Render the model's prompt template for every canary now, not halfway through a run."""
+    if model.prompt_template is None:
+        return []
+    problems = []
+    for entry in entries:
+        try:
+            build_messages(model, entry.case)
+        except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError,
+                RecursionError, MemoryError) as exc:
+            problems.append(Problem(str(model.path.name), f"prompt_template fails for case "
+                                    f"{entry.key}: {exc}", None, "prompt_template"))
+            if len(problems) >= 5:
+                break
+    return problems
+
+
+def build_messages(model: LoadedModel, case: Case) -> list[dict[str, str]]:
+    """The chat messages a model config sends for a canary (system prompt, template, turns)."""
+    messages: list[dict[str, str]] = []
+    has_system = case.messages is not None and any(m.role == "system" for m in case.messages)
+    if model.system_prompt and not has_system:
+        messages.append({"role": "system", "content": model.system_prompt})
+    if case.messages is not None:
+        messages += [{"role": m.role, "content": m.content} for m in case.messages]
+        return messages
+    if model.prompt_template is not None:
+        text = render_text(model.prompt_template, {
+            "prompt": case.prompt, "context": case.context, "case": case.model_dump(mode="json"),
+            "tags": case.tags, "metadata": case.metadata})
+    elif case.context:
+        text = f"Context:\n{case.context}\n\nQuestion: {case.prompt}"
+    else:
+        text = case.prompt or ""
+    messages.append({"role": "user", "content": text})
+    return messages
+
+
+def plan_calls(model: LoadedModel, entries: list[CaseEntry], samples: int) -> list[PlannedCall]:
+    """Every (canary, sample) request, in canary order."""
+    calls = []
+    for entry in entries:
+        messages = build_messages(model, entry.case)
+        calls += [PlannedCall(entry, k, messages) for k in range(samples)]
+    return calls

@@ -1,0 +1,383 @@
+"""The engine without pytest: plan the calls, make them, grade, measure, decide."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import platform
+import random
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from evalgate import __version__
+from evalgate.engine.executor import Step, run_jobs
+from evalgate.engine.executor import executor_for as model_executor
+from evalgate.engine.persist import Persistence, run_key
+from evalgate.gate.baseline import Baseline
+from evalgate.gate.compare import align_keys
+from evalgate.gate.guardrails import decide_gate, fallback_warnings, plan_guardrails, power_warnings
+from evalgate.gate.sequential import SequentialGate, looks_of
+from evalgate.gate.verdicts import overall_verdict
+from evalgate.grading.grade import GradingSummary, combine_gradings, grade, grading_phase
+from evalgate.pipeline.project import CaseEntry, PlannedCall, Project, plan_calls
+from evalgate.results import (
+    BaselineInfo,
+    ComparisonInfo,
+    ModelInfo,
+    Record,
+    RunEnvironment,
+    RunResult,
+)
+from evalgate.spec.canaries import Case
+from evalgate.spec.config import LoadedModel
+from evalgate.spec.routing import executor_for, with_targets
+
+CANDIDATE, BASELINE = "candidate", "baseline"
+T = TypeVar("T")
+
+
+def sim_cases(entries: list[CaseEntry]) -> list[object]:
+    from evalgate.sim.server import SimCase
+
+    return [SimCase(key=e.key, prompt=e.case.user_text, facts=tuple(e.case.expected.facts),
+                    forbidden=tuple(e.case.expected.forbidden),
+                    reference=_sim_answer(e.case)) for e in entries]
+
+
+def _sim_answer(case: Case) -> str | None:
+    """The simulator answers a canary's reference, or its `metadata.sim_answer` (a demo of an
+    answer a model should not give, e.g. a judge-injection attempt)."""
+    forced = case.metadata.get("sim_answer")
+    return forced if isinstance(forced, str) else case.expected.reference
+
+
+@contextlib.contextmanager
+def simulator_for(models: Sequence[LoadedModel], entries: list[CaseEntry]
+                  ) -> Iterator[str | None]:
+    """Start one local simulator on 127.0.0.1 serving every `provider: sim` model's profile."""
+    sims = [m for m in models if m.config.provider == "sim"]
+    if not sims:
+        yield None
+        return
+    from evalgate.sim.server import SimProfile, SimServer
+
+    server = SimServer(cases=sim_cases(entries))  # type: ignore[arg-type]
+    for model in sims:
+        server.add_profile(model.config.model or model.name, model.config.sim or SimProfile())
+    server.start()
+    try:
+        yield server.base_url
+    finally:
+        server.stop()
+
+
+def select_calls(calls: list[PlannedCall], selected: Collection[str] | None
+                 ) -> list[PlannedCall]:
+    if selected is None:
+        return calls
+    wanted = set(selected)
+    return [c for c in calls if c.record_id in wanted]
+
+
+def case_fingerprint(entry: CaseEntry) -> str:
+    """Changes when the canary itself changes (prompt, context, references), not its rubric."""
+    payload = json.dumps(entry.case.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+async def run_looks(jobs: list[list[Step]], concurrency: int, looks: SequentialGate
+                    ) -> list[list[Record]]:
+    """Sequential gating: the jobs in look-sized batches, stopping once a look decides."""
+    looks.calls_planned = sum(len(job) for job in jobs)
+    done: list[list[Record]] = []
+    for batch in looks.batches([job[0][1].entry.key for job in jobs]):
+        part = await run_jobs([jobs[i] for i in batch], concurrency)
+        done += part
+        # In a thread: a look grades its answers, and the judge runs its own event loop.
+        if await asyncio.to_thread(looks.after_look, [r for job in part for r in job]):
+            break
+    return done
+
+
+def make_calls(project: Project, selected: Collection[str] | None, concurrency: int,
+               baseline_model: LoadedModel | None, persist: Persistence | None = None,
+               looks: SequentialGate | None = None) -> tuple[list[Record], list[Record]]:
+    """Make the candidate's calls and, for a live baseline, the baseline's: each canary's two
+    requests go back to back in a random (seeded) order on one lane. With `persist`, finished
+    calls are journaled and cached, and journaled/cached answers are not asked for again;
+    with `looks`, the calls go in look-sized batches that stop once a look decides."""
+    cfg = project.gate.config
+    cand_calls = select_calls(plan_calls(project.candidate, project.entries, cfg.samples),
+                              selected)
+    if not cand_calls:
+        return [], []
+    models = [project.candidate] + ([baseline_model] if baseline_model else [])
+    models = with_targets(models)
+    models += [m.fallback for m in models if m.fallback is not None]
+    with simulator_for(models, project.entries) as sim_url:
+        cand = executor_for(project.candidate, lambda m: model_executor(
+            m, concurrency, cfg.gate.seed, sim_url))
+        jobs: list[list[Step]] = [[(cand, call, CANDIDATE)] for call in cand_calls]
+        if baseline_model is not None:
+            base = executor_for(baseline_model, lambda m: model_executor(
+                m, concurrency, cfg.gate.seed + 1, sim_url))
+            base_calls = select_calls(plan_calls(baseline_model, project.entries, cfg.samples),
+                                      selected)
+            order = random.Random(cfg.gate.seed)
+            for job, call in zip(jobs, base_calls, strict=True):
+                job.insert(order.randrange(2), (base, call, BASELINE))
+        def runner(todo: list[list[Step]]) -> list[list[Record]]:
+            return asyncio.run(run_jobs(todo, concurrency) if looks is None
+                               else run_looks(todo, concurrency, looks))
+
+        if persist is None:
+            done = runner(jobs)
+        else:
+            identity = {"gate": project.gate.fingerprint(),
+                        "canaries": project.canary_fingerprint(),
+                        "candidate": project.candidate.fingerprint(),
+                        "baseline": baseline_model.fingerprint() if baseline_model else None,
+                        "samples": cfg.samples}
+            key = run_key(identity, [c.record_id for c in cand_calls])
+            done = persist.run(jobs, key, runner)
+    records = [r for job in done for r in job]
+    return ([r for r in records if r.config == CANDIDATE],
+            [r for r in records if r.config == BASELINE])
+
+
+def saved_baseline_records(project: Project, baseline: Baseline, keys: set[str],
+                           fingerprints: dict[str, str]
+                           ) -> tuple[list[Record], ComparisonInfo, list[str]]:
+    """The saved run's answers on this run's canaries, re-graded with today's rubrics."""
+    saved = baseline.saved
+    assert saved is not None
+    usable, comparison, warnings = align_keys(saved, keys, fingerprints)
+    entries = project.entries_by_key()
+    records = [grade(old.model_copy(deep=True, update={"config": BASELINE}),
+                     entries[old.key].criteria)
+               for old in saved.records if old.key in usable]
+    current = {n: r.fingerprint() for n, r in project.rubrics.items()}
+    differing = sorted(n for n, fp in saved.rubric_fingerprints.items()
+                       if n in current and current[n] != fp)
+    if differing:
+        warnings.insert(0, f"rubric(s) {', '.join(differing)} changed since the baseline run "
+                        f"{saved.run_id}: its stored answers were re-graded with today's rubric")
+    return records, comparison, warnings
+
+
+def baseline_info(baseline: Baseline) -> BaselineInfo:
+    if baseline.model is not None:
+        model = baseline.model
+        return BaselineInfo(source=baseline.source.spec, kind=baseline.source.kind,
+                            name=model.name, provider=model.config.provider,
+                            model=model.config.model or model.name,
+                            fingerprint=model.fingerprint(), config=model.describe())
+    saved = baseline.saved
+    assert saved is not None
+    return BaselineInfo(source=baseline.source.spec, kind="result", name=saved.candidate.name,
+                        provider=saved.candidate.provider, model=saved.candidate.model,
+                        fingerprint=saved.candidate.fingerprint, run_id=saved.run_id,
+                        rubric_fingerprints=saved.rubric_fingerprints,
+                        config=saved.candidate.config)
+
+
+def in_background(fn: Callable[..., T], *args: object) -> Callable[[], T]:
+    """Start fn(*args) in a thread now (e.g. `git` while the calls run); call to wait for it."""
+    box: list[T] = []
+    thread = threading.Thread(target=lambda: box.append(fn(*args)), daemon=True)
+    thread.start()
+
+    def result() -> T:
+        thread.join()
+        return box[0] if box else fn(*args)
+
+    return result
+
+
+def run_project(project: Project, selected: Collection[str] | None = None,
+                concurrency: int | None = None, run_id: str | None = None,
+                baseline: Baseline | None = None, cache: str = "off",
+                resume: bool = False, shard: tuple[int, int] | None = None) -> RunResult:
+    """Make each selected (canary, sample) call once and decide the gate on the results.
+
+    `cache` (off|read|write|on) and `resume` (reuse the journal of an interrupted run of the
+    same configuration) are the reliability switches; see evalgate.engine.persist."""
+    cfg = project.gate.config
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    workers = concurrency or cfg.concurrency
+    live = baseline.model if baseline is not None else None
+    persist = Persistence(project.gate.root, cache, resume)  # type: ignore[arg-type]
+    fingerprints = {e.key: case_fingerprint(e) for e in project.entries}
+    gradings: list[GradingSummary] = []
+
+    def grade_batch(records: list[Record]) -> None:
+        """Grade in place, with the judge when the rubrics need one (a sequential look)."""
+        gradings.append(grading_phase(project, records, workers, cache))
+
+    looks = sequential_gate(project, selected, baseline, fingerprints, grade_batch)
+    where = in_background(environment, project.gate.root)
+    cand_records, base_records = make_calls(project, selected, workers, live, persist, looks)
+    comparison, warnings = None, []
+    if baseline is not None and baseline.saved is not None:
+        keys = {r.key for r in cand_records}
+        base_records, comparison, warnings = saved_baseline_records(
+            project, baseline, keys, fingerprints)
+        if looks is not None and looks.outcomes and looks.saved_baseline is not None:
+            # the looks' copies, already graded (and judged) once
+            base_records = [r for r in looks.saved_baseline if r.key in keys]
+    elif baseline is not None:
+        comparison = ComparisonInfo(compared=len({r.key for r in cand_records}))
+    if looks is not None and looks.outcomes:  # every answer was graded at its look
+        # ... except a look cut short by Ctrl-C: its answers are graded here
+        ungraded = [r for r in [*cand_records, *base_records] if r.ok and not r.criteria]
+        if ungraded:
+            grade_batch(ungraded)
+        grading = combine_gradings(gradings)
+    else:  # judge calls (after every model call), then the final grades
+        grading = grading_phase(project, [*cand_records, *base_records], workers, cache)
+    decision = decide_gate(cfg.gate, cand_records,
+                           base_records if baseline is not None else None, cfg.samples)
+    model = project.candidate
+    all_records = [*cand_records, *(base_records if live is not None else [])]
+    planned, saved, seq_info = persist.planned or len(all_records), 0, None
+    if looks is not None and looks.outcomes:  # the looks' verdicts, at their nominal levels
+        decision["verdicts"] = looks.verdicts()
+        decision["verdict"] = overall_verdict([v.verdict for v in decision["verdicts"]])
+        planned = looks.calls_planned
+        seq_info = looks.info(planned, len(all_records))
+        if looks.stopped_early and not persist.partial:  # Ctrl-C saves nothing
+            saved = planned - len(all_records)
+    warnings = fallback_warnings(cand_records, base_records) + warnings \
+        + power_warnings(decision["verdicts"])
+    warnings = reliability_notes(persist, all_records, decision) + warnings
+    result = RunResult(
+        evalgate_version=__version__,
+        run_id=run_id or uuid.uuid4().hex[:12],
+        started_at=started.isoformat(timespec="seconds"),
+        wall_time_s=round(time.perf_counter() - t0, 3),
+        gate_fingerprint=project.gate.fingerprint(),
+        canary_fingerprint=project.canary_fingerprint(),
+        rubric_fingerprints={n: r.fingerprint() for n, r in sorted(project.rubrics.items())},
+        candidate=ModelInfo(name=model.name, provider=model.config.provider,
+                            model=model.config.model or model.name,
+                            fingerprint=model.fingerprint(), config=model.describe()),
+        samples=cfg.samples,
+        concurrency=workers,
+        calls_made=sum(len(r.attempts) for r in all_records
+                       if (r.config, r.record_id) not in persist.reused),
+        calls_planned=planned,
+        calls_saved_sequential=saved,
+        sequential=seq_info,
+        records=cand_records,
+        **decision,
+        canary_failures=cfg.canary_failures,
+        case_fingerprints={k: fingerprints[k] for k in sorted({r.key for r in cand_records})},
+        baseline=baseline_info(baseline) if baseline is not None else None,
+        baseline_records=base_records,
+        comparison=comparison,
+        warnings=warnings,
+        environment=where(),
+        total_cost_usd=sum(r.cost_usd or 0.0 for r in all_records if not r.cached),
+        calls_from_cache=persist.from_cache,
+        calls_from_journal=persist.from_journal,
+        partial=persist.partial,
+        **grading.fields(),
+    )
+    # Routes, blended cost, load profile, determinism: only when configured.
+    from evalgate.gate.production import apply
+
+    result = apply(project, result, cand_records,
+                   base_records if baseline is not None else None, live, workers, selected,
+                   shard)
+    persist.finish()  # not before: a Ctrl-C while grading or loading keeps the journal
+    return result
+
+
+LATENCY_METRICS = ("latency_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+
+
+def reliability_notes(persist: Persistence, records: list[Record],
+                      decision: dict[str, Any]) -> list[str]:
+    """Say what the numbers rest on: a partial run never passes; latency that came from the
+    cache (measured when the answer was first made) is named on every latency verdict."""
+    notes = []
+    if persist.partial:
+        if decision["verdict"] == "PASS":
+            decision["verdict"] = "INCONCLUSIVE"
+        notes.append(f"PARTIAL run: interrupted after {len(records)} of {persist.planned} "
+                     "calls; the verdict cannot be PASS. Finish it with --evalgate-resume")
+    if persist.resumed_missing:
+        notes.append("--evalgate-resume: no journal of this run (same config, canaries and "
+                     "selection) was found, so every call was made")
+    elif persist.replaced_journal:
+        notes.append("an interrupted run of this configuration left a journal; this run "
+                     "started over (--evalgate-resume would have reused its answers)")
+    if persist.from_journal:
+        notes.append(f"resumed: {persist.from_journal} answer(s) reused from the journal of "
+                     "the interrupted run, not asked for again"
+                     + (f" ({persist.unreadable_lines} torn journal line(s) skipped)"
+                        if persist.unreadable_lines else ""))
+    if persist.journal_error:
+        notes.append("the run journal (.evalgate/journal) could not be written, so an "
+                     f"interrupted run could not be resumed: {persist.journal_error}")
+    if persist.cache_error:
+        notes.append(f"the response cache (.evalgate/cache) could not be used, so every call "
+                     f"was made: {persist.cache_error}")
+    cached = [r for r in records if r.cached]
+    if cached:
+        when = sorted(r.cached_at or "?" for r in cached)
+        span = when[0] if when[0] == when[-1] else f"{when[0]} to {when[-1]}"
+        note = (f"latency from cache for {len(cached)} of {len(records)} answers (measured at "
+                f"{span})")
+        notes.append(f"{len(cached)} of {len(records)} answers came from the response cache "
+                     f"(.evalgate/cache), no call made: their latency is the one measured when "
+                     f"each was first made ({span}), not in this run; "
+                     "--evalgate-cache=off measures it again")
+        for verdict in decision["verdicts"]:
+            if verdict.metric in LATENCY_METRICS:
+                verdict.note = f"{verdict.note}; {note}" if verdict.note else note
+    return notes
+
+
+def sequential_gate(project: Project, selected: Collection[str] | None,
+                    baseline: Baseline | None, fingerprints: dict[str, str],
+                    grade_batch: Callable[[list[Record]], None]) -> SequentialGate | None:
+    """The look runner when `gate.sequential` is on (None otherwise)."""
+    cfg = project.gate.config
+    fractions = looks_of(cfg.gate.sequential)
+    if fractions is None:
+        return None
+    saved = None
+    if baseline is not None and baseline.saved is not None:
+        keys = {c.entry.key for c in select_calls(
+            plan_calls(project.candidate, project.entries, cfg.samples), selected)}
+        saved = saved_baseline_records(project, baseline, keys, fingerprints)[0]
+        grade_batch(saved)
+    return SequentialGate(cfg.gate, plan_guardrails(cfg.gate, baseline is not None), fractions,
+                          cfg.samples, grade_batch,
+                          saved_baseline=saved,
+                          live_baseline=baseline is not None and baseline.model is not None)
+
+
+def environment(root: Path) -> RunEnvironment:
+    """Where the run happened: Python, platform, and the git commit and branch if any."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                 text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() or None if out.returncode == 0 else None
+
+    return RunEnvironment(python=platform.python_version(), platform=platform.platform(),
+                          git_commit=git("rev-parse", "HEAD"),
+                          git_branch=git("rev-parse", "--abbrev-ref", "HEAD"))

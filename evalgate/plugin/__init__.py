@@ -1,0 +1,103 @@
+"""pytest entry point (`pytest11`). Costs nothing unless `--evalgate` is given: the engine,
+httpx, pydantic and scipy are imported only then."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+
+import pytest
+
+# The gate's run objects are frozen (gc.freeze, see GateSession._set_result) and stay frozen to
+# the process's end: the collections while the items run, the ones pytest makes at exit and the
+# interpreter's own at shutdown then skip them (0.6 s at 2,000 canaries, measured). A process
+# that runs pytest.main() again gets them back when its next evalgate session starts.
+_frozen = [False]
+
+
+def mark_frozen() -> None:
+    _frozen[0] = True
+
+
+def parse_shard(value: str) -> tuple[int, int]:
+    """`I/N` -> (I, N) with 1 <= I <= N; anything else is a usage error (pytest exits 4)."""
+    index, sep, total = value.partition("/")
+    try:
+        i, n = int(index), int(total)
+    except ValueError:
+        i = n = 0
+    if not sep or n < 1 or not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a shard: expected I/N with 1 <= I <= N, e.g. 1/4")
+    return i, n
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("evalgate", "evalgate: LLM evaluation gate")
+    group.addoption("--evalgate", action="store_true", default=False,
+                    help="run the evaluation gate: canaries against the candidate model config")
+    group.addoption("--evalgate-config", metavar="FILE", default=None,
+                    help="gate config (default: evalgate.yaml or [tool.evalgate] in "
+                         "pyproject.toml at the rootdir)")
+    group.addoption("--evalgate-concurrency", metavar="N", type=int, default=None,
+                    help="concurrent model calls (overrides the gate config)")
+    group.addoption("--evalgate-report-dir", metavar="DIR", default=None,
+                    help="where reports are written (default: the gate config's report.dir, "
+                         "'reports')")
+    group.addoption("--evalgate-baseline", metavar="SPEC", default=None,
+                    help="compare with a baseline: a model config (run live), a saved result "
+                         ".json, or git:<ref>:<path> (overrides the gate config's 'baseline')")
+    group.addoption("--evalgate-autosave", action="store_true", default=False,
+                    help="save this run to the local store (.evalgate/runs/)")
+    group.addoption("--evalgate-compare", metavar="ID", nargs="?", const="", default=None,
+                    help="compare with a run in the local store: the newest, or =NUM / =RUN_ID")
+    group.addoption("--evalgate-shard", metavar="I/N", type=parse_shard, default=None,
+                    help="run only shard I of N: a stable slice of the canaries (by a hash of "
+                         "each canary's key, all its samples together); join the shards' "
+                         "results with 'evalgate merge'")
+
+
+    group.addoption("--evalgate-resume", action="store_true", default=False,
+                    help="finish an interrupted run (killed or Ctrl-C): reuse the answers in "
+                         "its journal (.evalgate/journal/) and make only the missing calls")
+    group.addoption("--evalgate-cache", metavar="MODE", default=None,
+                    choices=("off", "read", "write", "on"),
+                    help="response cache (.evalgate/cache/): off, read, write or on (read and "
+                         "write). Default: on for local runs, off in CI (env CI=true)")
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from evalgate.plugin import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+@pytest.fixture
+def evalgate_case(request: pytest.FixtureRequest) -> object:
+    """One canary of this run and the candidate's answers to it, for a user's test_*.py to
+    assert anything on. Parametrized over the run's canaries (narrow it with the marker
+    `@pytest.mark.evalgate_cases(keys=[...], tags=[...], sets=[...])`); the calls are made
+    once by the gate (also under xdist), the fixture only reads the run's result."""
+    session = request.config.pluginmanager.get_plugin("evalgate-session")
+    if session is None:
+        pytest.skip("evalgate_case needs `pytest --evalgate`")
+    key = getattr(request, "param", None)
+    if key is None:
+        pytest.skip("no evalgate canary matches this test's evalgate_cases marker")
+    return session.case_view(key)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """A new evalgate session in the same process: the previous one's objects are given back
+    to the collector."""
+    if config.getoption("evalgate") and _frozen[0]:
+        gc.unfreeze()
+        _frozen[0] = False
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("evalgate"):
+        return
+    from evalgate.plugin.session import GateSession
+
+    config.pluginmanager.register(GateSession.from_config(config), "evalgate-session")

@@ -1,0 +1,189 @@
+"""Plain-text views of a run result, shared by the terminal, the gate items' failure text,
+JUnit, Markdown and the CLI. No pytest here: reports and the CLI import it without pytest."""
+
+from __future__ import annotations
+
+import re
+
+from evalgate.gate.verdicts import fmt
+from evalgate.results import GuardrailVerdict, Record, RunResult
+
+# Line breaks, C0/C1 controls (ESC starts ANSI sequences), DEL, and the Unicode line separators
+# and bidirectional overrides that make a terminal show other text than the bytes say.
+_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r"}
+
+
+def one_line(text: str) -> str:
+    """Untrusted text (a model's answer, a judge's reason, a provider's error body) for a
+    terminal or CI log: on one line with control characters as visible escapes, so it can
+    neither rewrite the screen (ANSI escapes) nor begin a line a CI runner executes as a
+    command (GitHub Actions reads `::error::...` or `::add-mask::...` at a line's start)."""
+    return _UNSAFE.sub(lambda m: _NAMED.get(m.group(), f"\\u{ord(m.group()):04x}"), text)
+
+
+def canary_problem(record: Record) -> str | None:
+    """Why a canary fails, in a few lines a developer can act on; None when it holds.
+    Everything the model or provider wrote is passed through `one_line`."""
+    if not record.ok:
+        tries = len(record.attempts)
+        return (f"call failed after {tries} attempt(s): {record.error_class}: "
+                f"{one_line(record.error_message or '')}")
+    if record.passed:
+        return None
+    failed = [c for c in record.criteria if not c.passed]
+    label = "hallucination" if record.hallucination else "rubric failed"
+    lines = [f"{label}: " + "; ".join(f"{c.id} ({c.check}): {one_line(c.detail or '')}"
+                                      for c in failed)]
+    answer = record.text or ""
+    lines.append("answer: " + one_line(answer if len(answer) <= 500 else answer[:500] + "..."))
+    return "\n".join(lines)
+
+
+def failure_text(verdict: GuardrailVerdict) -> str:
+    """The gate item's failure message: the plain sentence, then the evidence."""
+    reason = verdict.reason
+    lines = [reason if reason.endswith(verdict.verdict) else f"{verdict.verdict}: {reason}"]
+    lines += [f"  {line}" for line in evidence_lines(verdict)]
+    return "\n".join(lines)
+
+
+def evidence_lines(v: GuardrailVerdict) -> list[str]:
+    lines = [f"test: {v.test}"]
+    facts = []
+    if v.p_value is not None:
+        facts.append(f"p = {v.p_value:.3g}")
+    if v.p_regression_holm is not None:
+        facts.append(f"regression p (Holm) = {v.p_regression_holm:.3g}")
+    facts.append(f"n = {v.n_canaries} canaries x {v.n_samples} sample(s)")
+    if v.discordant:
+        facts.append(f"discordant pairs: {v.discordant[0]} worse, {v.discordant[1]} better")
+    lines.append(", ".join(facts))
+    power = []
+    if v.mde is not None:
+        power.append(f"detectable at 80% power: {effect_text(v, v.mde)}")
+    if v.min_passable_margin is not None:
+        smallest = effect_text(v, v.min_passable_margin)
+        power.append(f"smallest margin this run could pass: {smallest}")
+    if power:
+        lines.append(", ".join(power))
+    if v.note:
+        lines.append(f"note: {v.note}")
+    return lines
+
+
+def effect_text(v: GuardrailVerdict, value: float | None) -> str:
+    """A value on the guardrail's effect scale: x1.234 for ratios, the metric's unit else."""
+    if value is None:
+        return "n/a"
+    if v.effect_kind == "ratio":
+        return f"x{value:.3f}"
+    return fmt(v.metric, value)
+
+
+def gate_cells(v: GuardrailVerdict) -> tuple[str, str, str, str, str]:
+    """The gate table's value, baseline, effect [CI], margin and p columns for one verdict."""
+    effect = ""
+    if v.effect is not None:
+        effect = (f"{effect_text(v, v.effect)} [{effect_text(v, v.ci_low)}, "
+                  f"{effect_text(v, v.ci_high)}]")
+    elif v.ci_low is not None or v.ci_high is not None:
+        effect = f"[{fmt(v.metric, v.ci_low)}, {fmt(v.metric, v.ci_high)}]"
+    margin = ""
+    if v.threshold is not None:
+        margin = " ".join(f"{k} {fmt(v.metric, b)}" for k, b in
+                          (("max", v.threshold.max), ("min", v.threshold.min)) if b is not None)
+    elif v.margin is not None:
+        margin = (effect_text(v, v.margin) if v.effect_kind == "ratio"
+                  else fmt(v.metric, v.margin))
+    p = "" if v.p_value is None else f"{v.p_value:.3g}"
+    baseline = fmt(v.metric, v.baseline) if v.baseline is not None else ""
+    return fmt(v.metric, v.value), baseline, effect, margin, p
+
+
+def reuse_text(result: RunResult) -> str:
+    """', N answers from cache (latency measured when cached), M from the journal'."""
+    parts = []
+    if result.calls_from_cache:
+        parts.append(f"{result.calls_from_cache} answers from cache (their latency from cache)")
+    if result.calls_from_journal:
+        parts.append(f"{result.calls_from_journal} resumed from the journal")
+    return "".join(f"; {p}" for p in parts)
+
+
+def spend_text(result: RunResult) -> str:
+    """Calls made and saved (cache, sequential stop), spend and wall time, in one sentence."""
+    answered = len(result.records) + (len(result.baseline_records)
+                                      if result.baseline is not None
+                                      and result.baseline.kind != "result" else 0)
+    made = max(0, answered - result.calls_from_cache - result.calls_from_journal)
+    saved = result.calls_from_cache + result.calls_from_journal + result.calls_saved_sequential
+    text = f"calls: {made} made ({result.calls_made} HTTP attempts)"
+    if result.calls_planned is not None:
+        text += f" of {result.calls_planned} planned"
+    parts = [f"{result.calls_from_cache} from cache"]
+    if result.calls_from_journal:
+        parts.append(f"{result.calls_from_journal} resumed from the journal")
+    seq = result.sequential
+    if seq is not None:
+        parts.append(f"{result.calls_saved_sequential} by a sequential stop after look "
+                     f"{seq.looks_done}/{seq.looks_planned} ({seq.reason})"
+                     if seq.stopped_early else "0 by sequential looks (no early stop)")
+    text += f", {saved} saved ({', '.join(parts)})"
+    spend = f"spend {fmt('total_usd', result.total_cost_usd)}"
+    if result.load is not None and result.load.levels:
+        load_attempts = sum(lv.attempts for lv in result.load.levels)
+        load_cost = sum(lv.cost_usd for lv in result.load.levels)
+        spend += (f" (the load profile's {load_attempts} attempts and "
+                  f"{fmt('total_usd', load_cost)} included)")
+    return f"{text}; {spend}; wall time {result.wall_time_s:.2f}s"
+
+
+def fault_facts(counts: dict[str, int]) -> str:
+    """Throttled time and fallback answers, when there were any (", throttled 1.2s")."""
+    text = ""
+    if counts.get("throttled_ms"):
+        text += f", throttled {counts['throttled_ms'] / 1000:.2f}s (not in latency)"
+    if counts.get("fallback_answers"):
+        text += f", {counts['fallback_answers']} answered by the fallback"
+    return text
+
+
+def summary_lines(result: RunResult) -> list[str]:
+    """The terminal's gate section: run facts, the gate table, the sentences and warnings."""
+    c = result.counts
+    lines = [f"candidate {result.candidate.name} ({result.candidate.provider}, "
+             f"{result.candidate.model}); {c['canaries']} canaries, {c['calls']} calls, "
+             f"{c['errors']} errors, {result.calls_made} HTTP attempts, "
+             f"{result.wall_time_s:.2f}s" + reuse_text(result) + fault_facts(c),
+             spend_text(result)]
+    if result.partial:
+        lines.insert(0, "PARTIAL run: interrupted before every call was made")
+    if result.judge_calls or result.judge_calls_from_cache:
+        agreement = (f", vote agreement {result.judge_agreement:.0%}"
+                     if result.judge_agreement is not None else "")
+        cached = (f", {result.judge_calls_from_cache} verdicts from cache"
+                  if result.judge_calls_from_cache else "")
+        lines.append(f"judge {result.judge_model}: {result.judge_calls} calls{cached}, "
+                     f"${result.judge_cost_usd:.4f} (apart from the candidate's spend), "
+                     f"{result.judge_errors} judge errors{agreement}")
+    if result.baseline is not None:
+        b = result.baseline
+        lines.append(f"baseline {b.name} ({b.source}); compared on "
+                     f"{result.comparison.compared if result.comparison else 0} canaries")
+    rows: list[tuple[str, ...]] = [
+        ("guardrail", "value", "baseline", "effect [CI]", "margin", "p", "verdict")]
+    rows += [(v.guardrail, *gate_cells(v), v.verdict) for v in result.verdicts]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+              for row in rows]
+    lines += [f"- {v.reason}" for v in result.verdicts if v.kind != "point"]
+    shown = {v.metric for v in result.verdicts}
+    other = [f"{m} {fmt(m, value)}" for m, value in result.metrics.items() if m not in shown]
+    if other:
+        lines.append("other metrics: " + ", ".join(other))
+    from evalgate.report.production import terminal_lines  # routes, load, determinism
+
+    lines += terminal_lines(result)
+    lines += [f"warning: {w}" for w in result.warnings]
+    return lines

@@ -1,0 +1,172 @@
+"""Canary sets: real business prompts with references, loaded from YAML or JSONL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from evalgate.errors import ConfigError, Problem
+from evalgate.spec.yamlio import LineMap, load_jsonl, load_yaml, problems_from_validation
+
+CANARY_SUFFIXES = (".yaml", ".yml", ".jsonl")
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Expected(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    facts: list[str] = Field(default_factory=list)
+    forbidden: list[str] = Field(default_factory=list)
+    reference: str | None = None
+
+
+class Case(BaseModel):
+    """One canary: a prompt (or a conversation) and what a good answer states and avoids."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1)
+    prompt: str | None = None
+    messages: list[Message] | None = None
+    context: str | None = None
+    expected: Expected = Field(default_factory=Expected)
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    rubric: str | None = None
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _prompt_or_messages(self) -> Case:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of 'prompt' or 'messages'")
+        if self.messages is not None and not any(m.role == "user" for m in self.messages):
+            raise ValueError("'messages' needs at least one message with role 'user'")
+        return self
+
+    @property
+    def user_text(self) -> str:
+        """The text of the last user turn: what the canary asks."""
+        if self.prompt is not None:
+            return self.prompt
+        assert self.messages is not None
+        return next(m.content for m in reversed(self.messages) if m.role == "user")
+
+
+class CanarySetFile(BaseModel):
+    """The YAML form of a set: shared settings and the cases."""
+
+    model_config = ConfigDict(extra="forbid")
+    description: str | None = None
+    rubric: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    cases: list[dict[str, Any]]
+
+
+@dataclass
+class CanarySet:
+    name: str
+    path: Path
+    display: str
+    cases: list[Case]
+    rubric: str | None = None
+    lines: dict[str, int] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        payload = [c.model_dump(mode="json") for c in self.cases]
+        return hashlib.sha256(json.dumps([self.name, self.rubric, payload], sort_keys=True)
+                              .encode()).hexdigest()[:16]
+
+
+def case_key(set_name: str, case_id: str) -> str:
+    return f"{set_name}/{case_id}"
+
+
+def _validate_cases(
+    raw_cases: list[tuple[Any, int | None, tuple[int | str, ...], LineMap]],
+    display: str,
+    shared_tags: list[str],
+) -> tuple[list[Case], dict[str, int], list[Problem]]:
+    cases: list[Case] = []
+    lines: dict[str, int] = {}
+    problems: list[Problem] = []
+    for raw, line, prefix, sub in raw_cases:
+        if not isinstance(raw, dict):
+            problems.append(Problem(display, "a case must be a mapping with at least 'id' and "
+                                    "'prompt'", line, ".".join(map(str, prefix))))
+            continue
+        try:
+            case = Case.model_validate(raw)
+        except ValidationError as exc:
+            problems += problems_from_validation(exc, display, sub, prefix)
+            continue
+        if case.id in lines:
+            field = ".".join(map(str, (*prefix, "id")))
+            problems.append(Problem(display, f"duplicate case id {case.id!r} (first at line "
+                                    f"{lines[case.id]})", line, field))
+            continue
+        if shared_tags:
+            case.tags = list(dict.fromkeys([*shared_tags, *case.tags]))
+        cases.append(case)
+        lines[case.id] = line or 0
+    return cases, lines, problems
+
+
+def load_canary_file(path: Path, set_name: str, display: str) -> CanarySet:
+    if path.suffix == ".jsonl":
+        rows = load_jsonl(path, display)
+        raw = [(data, number, (), LineMap({(): number})) for number, data in rows]
+        cases, lines, problems = _validate_cases(raw, display, [])
+        rubric = None
+    else:
+        data, linemap = load_yaml(path, display)
+        if isinstance(data, list):
+            data = {"cases": data}
+            # Re-root the line map too, so case `i` is found at ("cases", i), not at line 1.
+            linemap = LineMap({(): linemap.line_of(()) or 1,
+                               **{("cases", *k): v for k, v in linemap.lines.items()}})
+        if not isinstance(data, dict):
+            raise ConfigError(Problem(display, "a canary set is a mapping with 'cases' (or a "
+                                      "list of cases)", linemap.line_of(())))
+        try:
+            head = CanarySetFile.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(problems_from_validation(exc, display, linemap)) from None
+        raw = [
+            (item, linemap.line_of(("cases", i)), ("cases", i), linemap.sub(("cases", i)))
+            for i, item in enumerate(head.cases)
+        ]
+        cases, lines, problems = _validate_cases(raw, display, head.tags)
+        rubric = head.rubric
+    if problems:
+        raise ConfigError(problems)
+    if not cases:
+        raise ConfigError(Problem(display, "the canary set has no cases", None, "cases"))
+    return CanarySet(set_name, path, display, cases, rubric, lines)
+
+
+def discover_canary_files(paths: list[Path]) -> list[tuple[Path, Path]]:
+    """(file, root it was found under) for every canary file, in a stable order."""
+    found: list[tuple[Path, Path]] = []
+    for root in paths:
+        if root.is_file():
+            found.append((root, root.parent))
+        elif root.is_dir():
+            found += [(p, root) for p in sorted(root.rglob("*"))
+                      if p.is_file() and p.suffix in CANARY_SUFFIXES]
+    return found
+
+
+def set_name_for(path: Path, root: Path) -> str:
+    return path.relative_to(root).with_suffix("").as_posix()
