@@ -31,8 +31,9 @@ from typing import Any
 import yaml
 
 from evalgate.pipeline.project import load_project
-from evalgate.pipeline.run import sim_cases
-from evalgate.sim.server import SimProfile, SimServer
+from evalgate.sim.launch import sim_cases
+from evalgate.sim.server import SimServer
+from evalgate.spec.sim_profile import SimProfile
 
 MODELS = {"prod": "base-prod", "v1": "cand-v1", "v2": "cand-v2"}
 

@@ -10,11 +10,11 @@ import pytest
 from jinja2 import TemplateError
 from jinja2.exceptions import SecurityError
 
+from evalgate.engine.planning import build_messages
 from evalgate.errors import ConfigError
 from evalgate.grading.checks import CHECKS
 from evalgate.grading.grade import grade
 from evalgate.grading.rubrics import ResolvedCriterion, Rubric, load_rubric, resolve_criteria
-from evalgate.pipeline.project import build_messages
 from evalgate.results import Record
 from evalgate.spec.canaries import Case
 from evalgate.spec.config import LoadedModel, ModelConfig

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from evalgate.engine.executor import Executor, RetryPolicy, execute, redactor
+from evalgate.engine.planning import plan_calls
 from evalgate.engine.providers import make_provider
 from evalgate.engine.providers.base import ProviderError, parse_retry_after
-from evalgate.pipeline.project import load_project, plan_calls
+from evalgate.pipeline.project import load_project
 from evalgate.results import Record
 from evalgate.sim.server import SimServer
 from tests.conftest import make_cases, write_project

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from evalgate.engine.executor import execute
+from evalgate.engine.planning import plan_calls
 from evalgate.engine.providers import make_provider
-from evalgate.pipeline.project import load_project, plan_calls
+from evalgate.pipeline.project import load_project
 from evalgate.results import Record
 from evalgate.sim.server import SimServer
 from tests.conftest import make_cases, write_project

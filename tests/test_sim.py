@@ -18,7 +18,8 @@ import httpx
 import pydantic
 import pytest
 
-from evalgate.sim.server import SimCase, SimProfile, SimServer
+from evalgate.sim.server import SimCase, SimServer
+from evalgate.spec.sim_profile import SimProfile
 
 REFUND = SimCase(
     key="support/refund-window",

@@ -196,7 +196,7 @@ def test_simulator_speaks_openai_rate_limit_headers() -> None:
 
     import httpx
 
-    from evalgate.sim.server import SimProfile
+    from evalgate.spec.sim_profile import SimProfile
 
     body = {"model": "p", "messages": [{"role": "user", "content": "hello there"}]}
     profile = SimProfile(latency_ms=0, limit_requests=2, limit_tokens=1000, limit_window_s=360,

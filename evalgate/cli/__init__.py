@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 
 def _sim(args: argparse.Namespace) -> int:
     from evalgate.errors import ConfigError
-    from evalgate.sim.server import SimCase, SimProfile, SimServer
+    from evalgate.sim.server import SimCase, SimServer
     from evalgate.spec.canaries import discover_canary_files, load_canary_file, set_name_for
     from evalgate.spec.config import load_model_config
+    from evalgate.spec.sim_profile import SimProfile
     from evalgate.spec.yamlio import load_yaml
 
     try:

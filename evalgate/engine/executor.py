@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import certifi
 import httpx
 
+from evalgate.engine.planning import PlannedCall, build_messages
 from evalgate.engine.providers import (
     CallableProvider,
     HttpProvider,
@@ -27,7 +28,6 @@ from evalgate.engine.providers import (
     make_provider,
 )
 from evalgate.engine.providers.base import TRUNCATED_FINISH, rate_limit_pause_s
-from evalgate.pipeline.project import PlannedCall, build_messages
 from evalgate.results import Attempt, Record
 from evalgate.spec.config import LoadedModel
 

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from evalgate.pipeline.project import PlannedCall
+from evalgate.engine.planning import PlannedCall
 from evalgate.results import Record
 from evalgate.spec.config import DEFAULT_BASE_URLS, LoadedModel
 

@@ -88,11 +88,11 @@ def run_determinism(project: Any, spec: DeterminismSpec, baseline: Any | None, c
     """Make K calls per selected canary (candidate and a live baseline back to back, in a
     seeded random order, like the gate's calls), grade them, and summarise agreement."""
     from evalgate.engine.executor import Executor, run_jobs
+    from evalgate.engine.planning import PlannedCall, build_messages
     from evalgate.engine.providers import make_provider
+    from evalgate.engine.routing import executor_for, with_targets
     from evalgate.grading.grade import grade
-    from evalgate.pipeline.project import PlannedCall, build_messages
-    from evalgate.pipeline.run import simulator_for
-    from evalgate.spec.routing import executor_for, with_targets
+    from evalgate.sim.launch import simulator_for
 
     entries = select(project.entries, spec)
     if selected_keys is not None:

@@ -46,7 +46,7 @@ async def run_levels(spec: LoadSpec, configs: Sequence[tuple[str, Any, Sequence[
     """`configs`: (label, executor, planned calls to cycle through). Each level runs in
     rounds; each round is one batch per config at that concurrency, order flipped per round."""
     from evalgate.engine.executor import run_jobs
-    from evalgate.pipeline.project import PlannedCall
+    from evalgate.engine.planning import PlannedCall
 
     t0 = time.perf_counter()
     report = LoadReport(interleaved=len(configs) > 1)
@@ -105,10 +105,10 @@ def run_load(project: Any, spec: LoadSpec, baseline: Any | None, seed: int) -> L
     """Replay the canaries' prompts (round-robin) at each level against a fresh simulator
     when a config uses `provider: sim`, else against the configured endpoints."""
     from evalgate.engine.executor import Executor
+    from evalgate.engine.planning import plan_calls
     from evalgate.engine.providers import make_provider
-    from evalgate.pipeline.project import plan_calls
-    from evalgate.pipeline.run import simulator_for
-    from evalgate.spec.routing import executor_for, with_targets
+    from evalgate.engine.routing import executor_for, with_targets
+    from evalgate.sim.launch import simulator_for
 
     models = [project.candidate] + ([baseline] if baseline is not None else [])
     top = max(spec.levels)

@@ -36,7 +36,7 @@ def extra_guardrails(cfg: Any, has_baseline: bool,
     """
     names: list[str] = []
     if cfg.gate.routes:
-        from evalgate.spec.routing import route_guardrail_names
+        from evalgate.gate.routes import route_guardrail_names
 
         names += route_guardrail_names(cfg.gate)
     if runs_load(cfg, shard):
@@ -59,7 +59,7 @@ def apply(project: Any, result: RunResult, cand: Sequence[Record], base: Sequenc
         return result
     import time
 
-    from evalgate.spec.routing import blended_cost, route_breakdown, route_verdicts
+    from evalgate.gate.routes import blended_cost, route_breakdown, route_verdicts
 
     t0 = time.perf_counter()
     cfg = project.gate.config
@@ -147,7 +147,7 @@ def redecided_extras(settings: Any, runs: Sequence[RunResult], records: Sequence
     shards, `evalgate compare`): route guardrails recomputed on the records; load and
     determinism verdicts, which were measured with live calls, carried over (the worst over
     the runs per guardrail, so no shard's FAIL is dropped)."""
-    from evalgate.spec.routing import route_verdicts
+    from evalgate.gate.routes import route_verdicts
 
     out = list(route_verdicts(settings, records, samples)) if settings.routes else []
     carried: dict[str, Any] = {}

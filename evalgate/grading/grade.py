@@ -235,7 +235,7 @@ def grading_phase(project: Any, records: Sequence[Record], concurrency: int,
         requests = [req for r in records for req in judge_requests(r, entries[r.key])]
         if requests:
             from evalgate.engine.persist import open_cache
-            from evalgate.pipeline.run import simulator_for
+            from evalgate.sim.launch import simulator_for
 
             cache, _ = open_cache(project.gate.root, cache_mode)  # unusable: judge calls made
             try:

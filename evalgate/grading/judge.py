@@ -166,7 +166,7 @@ async def _ask(executor: Any, requests: Sequence[JudgeRequest], concurrency: int
     valid verdicts are stored (an error or an unparseable reply never is)."""
     from evalgate.engine.executor import run_jobs
     from evalgate.engine.persist import identity_text, judge_cache_key, model_identity
-    from evalgate.pipeline.project import PlannedCall
+    from evalgate.engine.planning import PlannedCall
 
     votes: list[list[tuple[str | None, str]]] = [[] for _ in requests]
     pending = [(i, k) for i, r in enumerate(requests) for k in range(r.samples)]

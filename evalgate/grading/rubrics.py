@@ -21,7 +21,7 @@ from evalgate.grading.checks import (
     JUDGED,
     load_entry_point_checks,
 )
-from evalgate.spec.canaries import Case
+from evalgate.spec.canaries import Case, case_key
 from evalgate.spec.templating import check_template, is_template, render_value
 from evalgate.spec.yamlio import load_yaml, problems_from_validation
 
@@ -295,3 +295,20 @@ def _coerce(field: str, value: Any, rubric: Rubric, criterion: Criterion, label:
         rubric.display, f"for case {label}, {field} rendered to {type(value).__name__} "
         f"{value!r:.60}; expected {'a list of strings' if field == 'values' else 'a string'}",
         rubric.lines.get(criterion.id), f"{criterion.id}.{field}"))
+
+
+@dataclass(frozen=True)
+class CaseEntry:
+    """A canary with its set, its rubric and the rubric's criteria resolved for it."""
+
+    set_name: str
+    case: Case
+    rubric: str
+    criteria: list[ResolvedCriterion]
+    file: Path
+    line: int
+    min_score: float | None = None  # the rubric's pass rule (None: all criteria)
+
+    @property
+    def key(self) -> str:
+        return case_key(self.set_name, self.case.id)

@@ -9,8 +9,9 @@ from typing import Any
 
 from jinja2 import TemplateError
 
+from evalgate.engine.planning import build_messages
 from evalgate.errors import ConfigError, Problem
-from evalgate.grading.rubrics import ResolvedCriterion, Rubric, load_rubric, resolve_criteria
+from evalgate.grading.rubrics import CaseEntry, Rubric, load_rubric, resolve_criteria
 from evalgate.spec.canaries import (
     CanarySet,
     Case,
@@ -27,39 +28,8 @@ from evalgate.spec.config import (
     load_gate_config,
     load_model_config,
 )
-from evalgate.spec.templating import render_text
 
 RUBRIC_SUFFIXES = (".yaml", ".yml")
-
-
-@dataclass(frozen=True)
-class CaseEntry:
-    """A canary with its set, its rubric and the rubric's criteria resolved for it."""
-
-    set_name: str
-    case: Case
-    rubric: str
-    criteria: list[ResolvedCriterion]
-    file: Path
-    line: int
-    min_score: float | None = None  # the rubric's pass rule (None: all criteria)
-
-    @property
-    def key(self) -> str:
-        return case_key(self.set_name, self.case.id)
-
-
-@dataclass(frozen=True)
-class PlannedCall:
-    """One request to make: a canary, a sample index, the messages the model config builds."""
-
-    entry: CaseEntry
-    sample: int
-    messages: list[dict[str, str]]
-
-    @property
-    def record_id(self) -> str:
-        return f"{self.entry.key}#{self.sample}"
 
 
 @dataclass
@@ -192,7 +162,7 @@ def load_project(rootdir: Path, explicit_config: str | None = None) -> Project:
             if target.path != candidate.router.default.path:
                 problems += check_prompts(target, entries)
     if gate.config.gate.routes and candidate is not None:
-        from evalgate.spec.routing import check_route_guardrails
+        from evalgate.gate.routes import check_route_guardrails
 
         problems += check_route_guardrails(gate, candidate)
     judge = load_judge(gate, entries, problems)
@@ -234,31 +204,3 @@ def check_prompts(model: LoadedModel, entries: list[CaseEntry]) -> list[Problem]
     return problems
 
 
-def build_messages(model: LoadedModel, case: Case) -> list[dict[str, str]]:
-    """The chat messages a model config sends for a canary (system prompt, template, turns)."""
-    messages: list[dict[str, str]] = []
-    has_system = case.messages is not None and any(m.role == "system" for m in case.messages)
-    if model.system_prompt and not has_system:
-        messages.append({"role": "system", "content": model.system_prompt})
-    if case.messages is not None:
-        messages += [{"role": m.role, "content": m.content} for m in case.messages]
-        return messages
-    if model.prompt_template is not None:
-        text = render_text(model.prompt_template, {
-            "prompt": case.prompt, "context": case.context, "case": case.model_dump(mode="json"),
-            "tags": case.tags, "metadata": case.metadata})
-    elif case.context:
-        text = f"Context:\n{case.context}\n\nQuestion: {case.prompt}"
-    else:
-        text = case.prompt or ""
-    messages.append({"role": "user", "content": text})
-    return messages
-
-
-def plan_calls(model: LoadedModel, entries: list[CaseEntry], samples: int) -> list[PlannedCall]:
-    """Every (canary, sample) request, in canary order."""
-    calls = []
-    for entry in entries:
-        messages = build_messages(model, entry.case)
-        calls += [PlannedCall(entry, k, messages) for k in range(samples)]
-    return calls

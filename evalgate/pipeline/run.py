@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import platform
@@ -12,7 +11,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,13 +20,16 @@ from evalgate import __version__
 from evalgate.engine.executor import Step, run_jobs
 from evalgate.engine.executor import executor_for as model_executor
 from evalgate.engine.persist import Persistence, run_key
+from evalgate.engine.planning import PlannedCall, plan_calls
+from evalgate.engine.routing import executor_for, with_targets
 from evalgate.gate.baseline import Baseline
 from evalgate.gate.compare import align_keys
 from evalgate.gate.guardrails import decide_gate, fallback_warnings, plan_guardrails, power_warnings
 from evalgate.gate.sequential import SequentialGate, looks_of
 from evalgate.gate.verdicts import overall_verdict
 from evalgate.grading.grade import GradingSummary, combine_gradings, grade, grading_phase
-from evalgate.pipeline.project import CaseEntry, PlannedCall, Project, plan_calls
+from evalgate.grading.rubrics import CaseEntry
+from evalgate.pipeline.project import Project
 from evalgate.results import (
     BaselineInfo,
     ComparisonInfo,
@@ -36,47 +38,11 @@ from evalgate.results import (
     RunEnvironment,
     RunResult,
 )
-from evalgate.spec.canaries import Case
+from evalgate.sim.launch import simulator_for
 from evalgate.spec.config import LoadedModel
-from evalgate.spec.routing import executor_for, with_targets
 
 CANDIDATE, BASELINE = "candidate", "baseline"
 T = TypeVar("T")
-
-
-def sim_cases(entries: list[CaseEntry]) -> list[object]:
-    from evalgate.sim.server import SimCase
-
-    return [SimCase(key=e.key, prompt=e.case.user_text, facts=tuple(e.case.expected.facts),
-                    forbidden=tuple(e.case.expected.forbidden),
-                    reference=_sim_answer(e.case)) for e in entries]
-
-
-def _sim_answer(case: Case) -> str | None:
-    """The simulator answers a canary's reference, or its `metadata.sim_answer` (a demo of an
-    answer a model should not give, e.g. a judge-injection attempt)."""
-    forced = case.metadata.get("sim_answer")
-    return forced if isinstance(forced, str) else case.expected.reference
-
-
-@contextlib.contextmanager
-def simulator_for(models: Sequence[LoadedModel], entries: list[CaseEntry]
-                  ) -> Iterator[str | None]:
-    """Start one local simulator on 127.0.0.1 serving every `provider: sim` model's profile."""
-    sims = [m for m in models if m.config.provider == "sim"]
-    if not sims:
-        yield None
-        return
-    from evalgate.sim.server import SimProfile, SimServer
-
-    server = SimServer(cases=sim_cases(entries))  # type: ignore[arg-type]
-    for model in sims:
-        server.add_profile(model.config.model or model.name, model.config.sim or SimProfile())
-    server.start()
-    try:
-        yield server.base_url
-    finally:
-        server.stop()
 
 
 def select_calls(calls: list[PlannedCall], selected: Collection[str] | None

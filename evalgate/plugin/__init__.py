@@ -4,19 +4,10 @@ httpx, pydantic and scipy are imported only then."""
 from __future__ import annotations
 
 import argparse
-import gc
 
 import pytest
 
-# The gate's run objects are frozen (gc.freeze, see GateSession._set_result) and stay frozen to
-# the process's end: the collections while the items run, the ones pytest makes at exit and the
-# interpreter's own at shutdown then skip them (0.6 s at 2,000 canaries, measured). A process
-# that runs pytest.main() again gets them back when its next evalgate session starts.
-_frozen = [False]
-
-
-def mark_frozen() -> None:
-    _frozen[0] = True
+from evalgate.plugin.freezing import thaw
 
 
 def parse_shard(value: str) -> tuple[int, int]:
@@ -89,9 +80,8 @@ def evalgate_case(request: pytest.FixtureRequest) -> object:
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """A new evalgate session in the same process: the previous one's objects are given back
     to the collector."""
-    if config.getoption("evalgate") and _frozen[0]:
-        gc.unfreeze()
-        _frozen[0] = False
+    if config.getoption("evalgate"):
+        thaw()
 
 
 @pytest.hookimpl(trylast=True)

@@ -8,7 +8,6 @@ result atomically, and the workers only read it and assert.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import os
 import uuid
@@ -24,8 +23,9 @@ from evalgate.errors import ConfigError, Problem
 from evalgate.gate.baseline import Baseline, save_to_store
 from evalgate.gate.guardrails import plan_guardrails
 from evalgate.gate.verdicts import blocks
-from evalgate.pipeline.project import CaseEntry, Project, load_project
-from evalgate.plugin import mark_frozen
+from evalgate.grading.rubrics import CaseEntry
+from evalgate.pipeline.project import Project, load_project
+from evalgate.plugin.freezing import mark_frozen
 from evalgate.report.summary import canary_problem, failure_text, summary_lines
 from evalgate.results import RESULT_FILE, Record, RunResult, read_result, write_result
 
@@ -310,8 +310,7 @@ class GateSession:
         self._result = result
         self._records = result.record_map()
         # The project, records and result live until the session ends: out of the collector's
-        # reach from now on (see evalgate.plugin: 0.6 s at 2,000 canaries).
-        gc.freeze()
+        # reach from now on (see evalgate.plugin.freezing: 0.6 s at 2,000 canaries).
         mark_frozen()
 
     def result(self) -> RunResult:

@@ -21,80 +21,24 @@ how many were left out.
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from evalgate.gate.verdicts import blocks, fmt
+from evalgate.report.mdtext import (
+    EXCERPT_CHARS,
+    cell,
+    code,
+    code_block,
+    prose,
+    table,
+)
 from evalgate.report.summary import canary_problem, gate_cells, spend_text
 from evalgate.results import GuardrailVerdict, Record, RunResult
 
-EXCERPT_CHARS = 200
-CELL_CHARS = 200
-PROSE_CHARS = 600
 MAX_ROWS = 50
 MAX_EXCERPTS = 20
 ARTIFACT = "evalgate-reports"
-ZWSP = "\u200b"
-
-# Characters XML/HTML cannot carry, and the C0/C1 controls a terminal would act on (ANSI colour).
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
-# Inline Markdown syntax, HTML, entities, GitHub math (`$`), and the `:`/`.` URL and www
-# autolinks start from; `@` and `#` are handled apart (mentions, issue references).
-_PUNCT = set("\\`*_{}[]()<>!|~:.&$")
-_NUMERIC_PUNCT = set("\\`*_[]<>|$&")
-
-
-def _clean(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROL.sub("\ufffd", text)
-
-
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1].rstrip() + "\u2026"
-
-
-def prose(text: str, limit: int = PROSE_CHARS) -> str:
-    """Untrusted text as one line of Markdown prose that renders literally."""
-    text = _shorten(" ".join(_clean(text).split()), limit)
-    out = []
-    if text[:1] in ("-", "+", "="):  # a list marker or heading underline at a line start
-        out.append("\\")
-    for ch in text:
-        if ch in "@#":
-            out.append("\\" + ch + ZWSP)
-        elif ch in _PUNCT:
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _cell(text: str) -> str:
-    """A number evalgate formatted (a value, an interval): only what could form syntax."""
-    return "".join("\\" + ch if ch in _NUMERIC_PUNCT else ch for ch in text)
-
-
-def code(text: str, limit: int = CELL_CHARS, table: bool = True) -> str:
-    """Untrusted text as an inline code span (safe inside a table row when `table`)."""
-    text = _shorten(" \u23ce ".join(_clean(text).split("\n")), limit)
-    if not text.strip():
-        return "(empty)"
-    if table:
-        text = text.replace("|", "\\|")
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * (longest + 1)
-    pad = " " if text.startswith(("`", " ")) or text.endswith(("`", " ")) else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
-def code_block(text: str, limit: int = EXCERPT_CHARS) -> str:
-    """Untrusted multi-line text as a fenced code block nothing inside can close."""
-    text = _shorten(_clean(text), limit)
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}text\n{text}\n{fence}"
 
 
 def gate_row(v: GuardrailVerdict, on_inconclusive: str) -> list[str]:
@@ -103,14 +47,8 @@ def gate_row(v: GuardrailVerdict, on_inconclusive: str) -> list[str]:
     verdict = f"**{v.verdict}**"
     if v.verdict == "INCONCLUSIVE" and not blocks(v.verdict, on_inconclusive):
         verdict += " (not blocking)"
-    return [code(v.guardrail), *(_cell(c) for c in (value, baseline, effect, margin, p)),
+    return [code(v.guardrail), *(cell(c) for c in (value, baseline, effect, margin, p)),
             verdict]
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell or " " for cell in row) + " |" for row in rows]
-    return lines
 
 
 @dataclass
@@ -217,7 +155,7 @@ def _header(result: RunResult) -> list[str]:
 def _render(result: RunResult, ranked: list[Canary], n_regressions: int, html_name: str | None,
             rows: int, excerpts: int, warnings: int, size_note: bool) -> str:
     lines = _header(result)
-    lines += _table(["guardrail", "value", "baseline", "effect [CI]", "margin", "p", "verdict"],
+    lines += table(["guardrail", "value", "baseline", "effect [CI]", "margin", "p", "verdict"],
                     [gate_row(v, result.on_inconclusive) for v in result.verdicts])
     lines.append("")
     lines += [f"- {prose(v.reason)}" for v in result.verdicts if v.kind != "point"]
@@ -245,7 +183,7 @@ def _render(result: RunResult, ranked: list[Canary], n_regressions: int, html_na
                       f"{len(ranked) - n_regressions} other canaries fail.", ""]
         shown = ranked[:rows]
         if shown:
-            lines += _table(["canary", "candidate passed", "baseline passed", "problem"], [
+            lines += table(["canary", "candidate passed", "baseline passed", "problem"], [
                 [code(c.key), _passed(c.cand), _passed(c.base),
                  code(_first_line(c.cand_failed[0])) if c.cand_failed else " "]
                 for c in shown])

@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from markupsafe import Markup, escape
 
 from evalgate.gate.verdicts import fmt
-from evalgate.results import BlendedCost, DeterminismStats, RouteStats, RunResult
+from evalgate.report import charts
+from evalgate.report.mdtext import cell, code, table
+from evalgate.results import BlendedCost, DeterminismStats, LoadLevel, RouteStats, RunResult
 
 
 def _pct(v: float | None) -> str:
@@ -58,8 +60,6 @@ def _mix(b: BlendedCost) -> str:
 
 
 def _load_cells(lv: object) -> list[str]:
-    from evalgate.results import LoadLevel
-
     assert isinstance(lv, LoadLevel)
     return [str(lv.concurrency), lv.config, str(lv.requests) + (" (cut)" if lv.truncated else ""),
             f"{lv.throughput_rps:.1f}/s", _ms(lv.p50_ms), _ms(lv.p95_ms), _ms(lv.p99_ms),
@@ -113,34 +113,32 @@ def terminal_lines(result: RunResult) -> list[str]:
 # -- Markdown ------------------------------------------------------------------------------------
 
 def markdown_lines(result: RunResult) -> list[str]:
-    from evalgate.report.markdown import _cell, _table, code
-
     lines: list[str] = []
     if result.routes:
         lines += ["### Routes", ""]
         rows = [[code(f"{label}: {s.route}" if label else s.route),
-                 *(_cell(c) for c in _route_cells(s)), code(_models(s))]
+                 *(cell(c) for c in _route_cells(s)), code(_models(s))]
                 for label, routes in (("", result.routes), ("baseline", result.baseline_routes))
                 for s in routes]
-        lines += [*_table(["route", *ROUTE_HEAD, "models"], rows), ""]
+        lines += [*table(["route", *ROUTE_HEAD, "models"], rows), ""]
     if result.blended_cost is not None:
         lines += ["### Blended cost", "", "Mix: " + code(_mix(result.blended_cost), table=False)
                   + ".", ""]
-        rows = [["candidate", _cell(_usd(result.blended_cost.per_1k_usd)),
-                 _cell(_usd(result.blended_cost.per_month_usd))]]
+        rows = [["candidate", cell(_usd(result.blended_cost.per_1k_usd)),
+                 cell(_usd(result.blended_cost.per_month_usd))]]
         if result.baseline_blended_cost is not None:
-            rows.append(["baseline", _cell(_usd(result.baseline_blended_cost.per_1k_usd)),
-                         _cell(_usd(result.baseline_blended_cost.per_month_usd))])
+            rows.append(["baseline", cell(_usd(result.baseline_blended_cost.per_1k_usd)),
+                         cell(_usd(result.baseline_blended_cost.per_month_usd))])
         month = f"per month ({result.blended_cost.monthly_requests:,.0f} requests)"
-        lines += [*_table(["config", "per 1k requests", month], rows), ""]
+        lines += [*table(["config", "per 1k requests", month], rows), ""]
     if result.load is not None:
         lines += ["### Load profile", ""]
-        lines += [*_table(LOAD_HEAD, [[_cell(c) for c in _load_cells(lv)]
+        lines += [*table(LOAD_HEAD, [[cell(c) for c in _load_cells(lv)]
                                       for lv in result.load.levels]), ""]
     if result.determinism is not None:
         lines += ["### Determinism", ""]
         stats = [d for d in (result.determinism.candidate, result.determinism.baseline) if d]
-        lines += [*_table(DET_HEAD, [[_cell(c) for c in _det_cells(d)] for d in stats]), ""]
+        lines += [*table(DET_HEAD, [[cell(c) for c in _det_cells(d)] for d in stats]), ""]
     return lines
 
 
@@ -162,8 +160,6 @@ def _html_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def html_section(result: RunResult) -> Markup:
     """The 'Production checks' section, or nothing when none was configured."""
-    from evalgate.report import charts
-
     parts: list[str] = []
     if result.routes:
         rows = [[f"{label}{s.route}", *_route_cells(s), _models(s)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from evalgate.gate.verdicts import fmt
+from evalgate.report.production import terminal_lines  # routes, load, determinism
 from evalgate.results import GuardrailVerdict, Record, RunResult
 
 # Line breaks, C0/C1 controls (ESC starts ANSI sequences), DEL, and the Unicode line separators
@@ -182,8 +183,6 @@ def summary_lines(result: RunResult) -> list[str]:
     other = [f"{m} {fmt(m, value)}" for m, value in result.metrics.items() if m not in shown]
     if other:
         lines.append("other metrics: " + ", ".join(other))
-    from evalgate.report.production import terminal_lines  # routes, load, determinism
-
     lines += terminal_lines(result)
     lines += [f"warning: {w}" for w in result.warnings]
     return lines

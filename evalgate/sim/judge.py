@@ -27,7 +27,7 @@ import json
 import random
 import re
 
-from pydantic import BaseModel, ConfigDict, Field
+from evalgate.spec.sim_profile import SimJudge
 
 _FENCE = re.compile(r"Untrusted answer fence: (\S+)")
 _INJECTION = re.compile(
@@ -44,15 +44,6 @@ MALFORMED = (
     '{"verdict": "PA',
     "Verdict: PASS. The answer looks right.",
 )
-
-
-class SimJudge(BaseModel):
-    """Judge behaviour of a simulated model (`sim: {judge: {...}}` in a model config)."""
-
-    model_config = ConfigDict(extra="forbid")
-    gullible: bool = False
-    malformed_rate: float = Field(0.0, ge=0, le=1)
-    flip_rate: float = Field(0.0, ge=0, le=1)
 
 
 def _section(prompt: str, name: str) -> str | None:

@@ -37,9 +37,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import h11
-from pydantic import BaseModel, ConfigDict, Field
 
-from evalgate.sim.judge import SimJudge, judge_reply
+from evalgate.sim.judge import judge_reply
+from evalgate.spec.sim_profile import SimProfile
 
 __all__ = ["SimCase", "SimProfile", "SimRequest", "SimServer", "SimStats"]
 
@@ -67,46 +67,6 @@ OUTCOMES: tuple[str, ...] = (
     "invalid_json",
     "empty_choices",
 )
-
-
-class SimProfile(BaseModel):
-    """Behaviour of one simulated model; selected by the request's ``model`` field."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    latency_ms: float = Field(20.0, ge=0)
-    latency_sigma: float = Field(0.0, ge=0)
-    spike_prob: float = Field(0.0, ge=0, le=1)
-    spike_ms: float = Field(0.0, ge=0)
-    ms_per_output_token: float = Field(0.0, ge=0)
-    error_429_rate: float = Field(0.0, ge=0, le=1)
-    retry_after_s: float | None = Field(1.0, ge=0)
-    error_500_rate: float = Field(0.0, ge=0, le=1)
-    timeout_rate: float = Field(0.0, ge=0, le=1)
-    stall_s: float = Field(30.0, ge=0)
-    malformed_rate: float = Field(0.0, ge=0, le=1)
-    hallucination_rate: float = Field(0.0, ge=0, le=1)
-    context_window: int = Field(128000, ge=1)
-    chars_per_token: float = Field(4.0, gt=0)
-    report_usage: bool = True
-    seed: int = 0
-    # Load and determinism knobs (see _occupy and _vary_answer): None = off.
-    capacity: int | None = Field(None, ge=1)  # requests served at once; more wait in a queue
-    determinism: float | None = Field(None, ge=0, le=1)  # P(a canary's answer is the same
-    # across samples), drawn once per canary; otherwise every sample words it differently
-    judge: SimJudge | None = None  # act as a judge model (evalgate/simjudge.py)
-    # Provider faults beyond the rates above (all off by default).
-    error_500_status: int = Field(500, ge=500, le=599)  # the status of error_500_rate's errors
-    retry_after_http_date: bool = False  # Retry-After as an HTTP date (whole seconds)
-    max_in_flight: int | None = Field(None, ge=1)  # 429 above this many accepted in flight
-    limit_requests: int | None = Field(None, ge=1)  # requests per limit window, else 429
-    limit_tokens: int | None = Field(None, ge=1)  # prompt tokens per limit window, else 429
-    limit_window_s: float = Field(60.0, gt=0)  # limits and x-ratelimit-* headers use it
-    reset_rate: float = Field(0.0, ge=0, le=1)  # close the socket (TCP RST), no response
-    stall_body_rate: float = Field(0.0, ge=0, le=1)  # headers and half the body, then stall_s
-    invalid_json_rate: float = Field(0.0, ge=0, le=1)  # a 200 whose body is not JSON
-    empty_choices_rate: float = Field(0.0, ge=0, le=1)  # a 200 with no choices / content
-    fault_cases: list[str] | None = None  # canary keys the faults hit (None: every request)
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import os
 import re
 import tomllib
@@ -13,18 +11,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evalgate.errors import ConfigError, MissingSecretError, Problem
-from evalgate.sim.server import SimProfile
 from evalgate.spec.production import DeterminismSpec, LoadSpec, TrafficSpec
+from evalgate.spec.routing import load_router
+from evalgate.spec.sim_profile import SimProfile
 from evalgate.spec.yamlio import (
     LineMap,
+    digest,
     field_error,
     load_yaml,
     parse_yaml,
-    problems_from_validation,
     read_text,
+    validate,
 )
 
 # Metrics a gate can hold thresholds on, with the direction in which "worse" lies.
@@ -290,7 +290,7 @@ class LoadedModel:
         payload["prompt_template"] = self.prompt_template
         if self.fallback is not None:  # only then: configs without one keep their fingerprint
             payload["fallback"] = self.fallback.fingerprint()
-        return _digest(payload)
+        return digest(payload)
 
     def describe(self) -> dict[str, Any]:
         """The config for reports: every setting, prompts resolved, no secret (only the name of
@@ -326,24 +326,6 @@ class LoadedModel:
         return value
 
 
-def _digest(payload: Any) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def validate(model: type[BaseModel], data: Any, file: str, lines: LineMap) -> Any:
-    """Validate `data` as `model`, raising one ConfigError that lists every located problem."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(Problem(file, f"expected a mapping of fields, got {type(data).__name__}",
-                                  lines.line_of(())))
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(problems_from_validation(exc, file, lines)) from None
-
-
 def display_path(path: Path, root: Path) -> str:
     try:
         return str(path.resolve().relative_to(root.resolve()))
@@ -361,9 +343,10 @@ def load_model_config(path: Path, root: Path, reader: Reader = read_text,
     shown = shown or display_path(path, root)
     data, lines = parse_yaml(reader(path, shown), shown)
     if isinstance(data, dict) and "router" in data:
-        from evalgate.spec.routing import load_router
-
-        return load_router(data, lines, path, root, reader, shown)
+        name, router = load_router(data, lines, path, root, reader, shown, load_model_config)
+        default = router.default
+        return LoadedModel(default.config, path, name or path.stem, default.system_prompt,
+                           default.prompt_template, router=router)
     config: ModelConfig = validate(ModelConfig, data, shown, lines)
 
     def side_file(name: str | None, field: str) -> str | None:
@@ -428,7 +411,7 @@ class LoadedGate:
             raise ConfigError(Problem(self.path.name, f"bad path {relative!r}: {exc}")) from None
 
     def fingerprint(self) -> str:
-        return _digest(self.config.model_dump(mode="json"))
+        return digest(self.config.model_dump(mode="json"))
 
 
 def find_gate_config(rootdir: Path, explicit: str | None) -> Path:

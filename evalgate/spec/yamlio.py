@@ -6,6 +6,7 @@ to a line in the file, so an error reads `canaries/support.yaml:14: cases.2.expe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from evalgate.errors import ConfigError, Problem
 
@@ -221,3 +222,22 @@ def _short(value: Any) -> str:
         return ""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def digest(payload: Any) -> str:
+    """A short stable hash of a JSON-able payload (config fingerprints)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def validate(model: type[BaseModel], data: Any, file: str, lines: LineMap) -> Any:
+    """Validate `data` as `model`, raising one ConfigError that lists every located problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(Problem(file, f"expected a mapping of fields, got {type(data).__name__}",
+                                  lines.line_of(())))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(problems_from_validation(exc, file, lines)) from None

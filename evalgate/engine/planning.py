@@ -1,0 +1,68 @@
+"""Planning the calls: the messages a model config sends for a canary, and every (canary,
+sample) request of a run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from evalgate.spec.canaries import Case
+from evalgate.spec.config import LoadedModel
+from evalgate.spec.templating import render_text
+
+
+class Canary(Protocol):
+    """What the engine needs of a canary entry (grading's CaseEntry): its key, set and case."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def set_name(self) -> str: ...
+
+    @property
+    def case(self) -> Case: ...
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    """One request to make: a canary, a sample index, the messages the model config builds."""
+
+    entry: Canary
+    sample: int
+    messages: list[dict[str, str]]
+
+    @property
+    def record_id(self) -> str:
+        return f"{self.entry.key}#{self.sample}"
+
+
+def build_messages(model: LoadedModel, case: Case) -> list[dict[str, str]]:
+    """The chat messages a model config sends for a canary (system prompt, template, turns)."""
+    messages: list[dict[str, str]] = []
+    has_system = case.messages is not None and any(m.role == "system" for m in case.messages)
+    if model.system_prompt and not has_system:
+        messages.append({"role": "system", "content": model.system_prompt})
+    if case.messages is not None:
+        messages += [{"role": m.role, "content": m.content} for m in case.messages]
+        return messages
+    if model.prompt_template is not None:
+        text = render_text(model.prompt_template, {
+            "prompt": case.prompt, "context": case.context, "case": case.model_dump(mode="json"),
+            "tags": case.tags, "metadata": case.metadata})
+    elif case.context:
+        text = f"Context:\n{case.context}\n\nQuestion: {case.prompt}"
+    else:
+        text = case.prompt or ""
+    messages.append({"role": "user", "content": text})
+    return messages
+
+
+def plan_calls(model: LoadedModel, entries: Sequence[Canary], samples: int) -> list[PlannedCall]:
+    """Every (canary, sample) request, in canary order."""
+    calls = []
+    for entry in entries:
+        messages = build_messages(model, entry.case)
+        calls += [PlannedCall(entry, k, messages) for k in range(samples)]
+    return calls
