@@ -31,9 +31,7 @@ from typing import Any
 import yaml
 
 from evalgate.pipeline.project import load_project
-from evalgate.sim.launch import sim_cases
-from evalgate.sim.server import SimServer
-from evalgate.spec.sim_profile import SimProfile
+from evalgate.sim import SimProfile, SimServer, sim_cases
 
 MODELS = {"prod": "base-prod", "v1": "cand-v1", "v2": "cand-v2"}
 

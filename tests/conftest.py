@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from evalgate.sim.server import SimServer
+from evalgate.sim import SimServer
 
 RUBRIC = {
     "criteria": [
@@ -56,7 +56,7 @@ def sim_model(**profile: Any) -> dict[str, Any]:
 
 
 def sim_cases_from(cases: list[dict[str, Any]], set_name: str = "set") -> list[Any]:
-    from evalgate.sim.server import SimCase
+    from evalgate.sim import SimCase
 
     return [SimCase(key=f"{set_name}/{c['id']}", prompt=c["prompt"],
                     facts=tuple(c["expected"]["facts"]),

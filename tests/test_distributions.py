@@ -266,7 +266,9 @@ def test_brentq_errors_and_endpoint_roots():
 
 
 def test_runtime_modules_never_import_scipy_stats_or_optimize():
-    code = ("import evalgate.stats, evalgate.gate.sequential, evalgate.gate.guardrails, "
+    code = ("import evalgate.stats.rates, evalgate.stats.latency, evalgate.stats.cost, "
+            "evalgate.stats.family, evalgate.stats.sequential, "
+            "evalgate.gate.sequential, evalgate.gate.guardrails, "
             "evalgate.pipeline.run, evalgate.plugin.session, evalgate.stats.distributions; "
             "import sys; "
             "print(sorted(m for m in sys.modules "

@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
-from evalgate.engine.executor import Executor, RetryPolicy, execute, redactor
+from evalgate.engine.executor import Executor, execute, redactor
 from evalgate.engine.planning import plan_calls
 from evalgate.engine.providers import make_provider
 from evalgate.engine.providers.base import ProviderError, parse_retry_after
+from evalgate.engine.throttling import RetryPolicy
 from evalgate.pipeline.project import load_project
 from evalgate.results import Record
-from evalgate.sim.server import SimServer
+from evalgate.sim import SimServer
 from tests.conftest import make_cases, write_project
 
 

@@ -75,8 +75,7 @@ def test_fault_is_classified_recorded_and_counted(tmp_path: Path, profile: dict[
 
 def test_matrix_faults_reach_the_server(tmp_path: Path) -> None:
     """The simulator really injected each kind of fault (not, say, a client-side error)."""
-    from evalgate.sim.server import SimServer
-    from evalgate.spec.sim_profile import SimProfile
+    from evalgate.sim import SimProfile, SimServer
     from tests.conftest import sim_cases_from
 
     cases = make_cases(2)

@@ -14,9 +14,8 @@ from evalgate.errors import ConfigError
 from evalgate.grading.judge import BadVerdict, decide, judge_messages, parse_verdict
 from evalgate.pipeline.project import load_project
 from evalgate.pipeline.run import run_project
+from evalgate.sim import SimJudge, SimProfile, SimServer
 from evalgate.sim.judge import MALFORMED
-from evalgate.sim.server import SimServer
-from evalgate.spec.sim_profile import SimJudge, SimProfile
 from tests.conftest import sim_model, write_project
 
 GOOD = "Returns are accepted within 30 days for a full refund."

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from evalgate.sim.server import SimServer
+from evalgate.sim import SimServer
 from tests.conftest import make_cases, read_json, sim_model, write_project
 
 pytest_plugins = ["pytester"]

@@ -15,7 +15,7 @@ from evalgate.engine.planning import plan_calls
 from evalgate.engine.providers import make_provider
 from evalgate.pipeline.project import load_project
 from evalgate.results import Record
-from evalgate.sim.server import SimServer
+from evalgate.sim import SimServer
 from tests.conftest import make_cases, write_project
 
 

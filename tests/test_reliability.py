@@ -32,7 +32,7 @@ from evalgate.engine.persist import (
 from evalgate.pipeline.project import load_project
 from evalgate.pipeline.run import run_project
 from evalgate.results import Record
-from evalgate.sim.server import SimServer
+from evalgate.sim import SimServer
 from tests.conftest import make_cases, read_json, sim_cases_from, sim_model, write_project
 
 pytest_plugins = ["pytester"]

@@ -31,7 +31,8 @@ from evalgate.gate.baseline import resolve
 from evalgate.pipeline.project import load_project
 from evalgate.pipeline.run import run_project
 from evalgate.report import charts
-from evalgate.report.html import json_for_script, line_diff, render_html
+from evalgate.report.config_diff import line_diff
+from evalgate.report.html import json_for_script, render_html
 from evalgate.results import (
     CriterionResult,
     GuardrailVerdict,

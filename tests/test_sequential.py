@@ -11,20 +11,19 @@ import pytest
 from scipy import stats
 
 from evalgate.errors import ConfigError
-from evalgate.gate.sequential import (
-    crossing_probabilities,
-    curtail_rate,
-    look_sizes,
-    nominal_alphas,
-    obf_spending,
-    obrien_fleming_bounds,
-    spending_bounds,
-    stable_order,
-)
+from evalgate.gate.sequential import look_sizes, stable_order
 from evalgate.pipeline.project import load_project
 from evalgate.pipeline.run import run_project
 from evalgate.results import RunResult
 from evalgate.stats import wilson_bounds
+from evalgate.stats.sequential import (
+    crossing_probabilities,
+    curtail_rate,
+    nominal_alphas,
+    obf_spending,
+    obrien_fleming_bounds,
+    spending_bounds,
+)
 from tests.conftest import make_cases, sim_model, write_project
 
 pytest_plugins = ["pytester"]

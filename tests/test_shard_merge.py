@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
-import evalgate.stats  # noqa: F401  (scipy loaded before pytester snapshots sys.modules)
+import evalgate.stats.primitives  # noqa: F401  (scipy loaded before pytester snapshots sys.modules)
 from evalgate.gate.compare import gate_settings
 from evalgate.gate.guardrails import evaluate, plan_guardrails
 from evalgate.gate.metrics import compute_metrics
 from evalgate.gate.verdicts import overall_verdict
 from evalgate.pipeline.merge import merge_main, merge_results
 from evalgate.results import GuardrailVerdict, Record, RunResult, read_result, write_result
-from evalgate.sim.server import SimServer
+from evalgate.sim import SimServer
 from tests.conftest import make_cases, read_json, sim_cases_from, sim_model, write_project
 
 pytest_plugins = ["pytester"]

@@ -18,8 +18,7 @@ import httpx
 import pydantic
 import pytest
 
-from evalgate.sim.server import SimCase, SimServer
-from evalgate.spec.sim_profile import SimProfile
+from evalgate.sim import SimCase, SimProfile, SimServer
 
 REFUND = SimCase(
     key="support/refund-window",

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from scipy import optimize, special, stats
 
-from evalgate import stats as es
 from evalgate.gate.verdicts import overall_verdict
 from evalgate.stats import (
     Evidence,
@@ -32,6 +31,7 @@ from evalgate.stats import (
     p95_slo,
     p95_slo_test,
     rate_cap,
+    resampling,
     tango_ci,
     tango_statistic,
     wilson_bounds,
@@ -544,7 +544,7 @@ def test_compare_p95_threads_do_not_change_the_result(monkeypatch: pytest.Monkey
     cand = base * rng.lognormal(0, 0.2, 1000)
     threaded = compare_p95(cand, base, guardrail="p95", margin_ratio=1.25, alpha=ALPHA,
                            resamples=5000, seed=1)
-    monkeypatch.setattr(es, "_THREAD_MIN_CELLS", 10 ** 12)
+    monkeypatch.setattr(resampling, "_THREAD_MIN_CELLS", 10 ** 12)
     serial = compare_p95(cand, base, guardrail="p95", margin_ratio=1.25, alpha=ALPHA,
                          resamples=5000, seed=1)
     assert threaded == serial
@@ -835,7 +835,7 @@ def test_compare_rate_clustered_never_collapses_when_nothing_varies() -> None:
 
 def test_vectorised_bca_ratio_matches_scipy_bootstrap() -> None:
     """The closed-form jackknife + count-matrix resampling give scipy's BCa interval."""
-    from evalgate.stats import _bca_ratio
+    from evalgate.stats.cost import _bca_ratio
 
     rng = np.random.default_rng(8)
     for n in (40, 500):

@@ -12,14 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from evalgate.engine.executor import AdaptiveLimit
 from evalgate.engine.providers.base import parse_duration, rate_limit_pause_s
+from evalgate.engine.throttling import AdaptiveLimit
 from evalgate.pipeline.project import load_project
 from evalgate.pipeline.run import run_project
 from evalgate.report.markdown import render_markdown
 from evalgate.report.summary import summary_lines
 from evalgate.results import RunResult
-from evalgate.sim.server import SimServer
+from evalgate.sim import SimServer
 from tests.conftest import make_cases, write_project
 
 
@@ -196,7 +196,7 @@ def test_simulator_speaks_openai_rate_limit_headers() -> None:
 
     import httpx
 
-    from evalgate.spec.sim_profile import SimProfile
+    from evalgate.sim import SimProfile
 
     body = {"model": "p", "messages": [{"role": "user", "content": "hello there"}]}
     profile = SimProfile(latency_ms=0, limit_requests=2, limit_tokens=1000, limit_window_s=360,

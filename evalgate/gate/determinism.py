@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from evalgate.engine.executor import Executor, run_jobs
+from evalgate.engine.planning import PlannedCall, build_messages
+from evalgate.engine.providers import make_provider
+from evalgate.engine.routing import executor_for, with_targets
+from evalgate.gate.guardrails import Guardrail, no_data, to_verdict, undecidable
+from evalgate.grading.grade import grade
 from evalgate.results import DeterminismReport, DeterminismStats, GuardrailVerdict, Record
+from evalgate.sim.launch import simulator_for
 from evalgate.spec.production import DeterminismSpec
 
 DET_SAMPLE_BASE = 200_000  # sample numbers of repeat calls: distinct from the gate's samples
@@ -87,13 +94,6 @@ def run_determinism(project: Any, spec: DeterminismSpec, baseline: Any | None, c
                     ) -> tuple[DeterminismReport, list[Record], list[Record]]:
     """Make K calls per selected canary (candidate and a live baseline back to back, in a
     seeded random order, like the gate's calls), grade them, and summarise agreement."""
-    from evalgate.engine.executor import Executor, run_jobs
-    from evalgate.engine.planning import PlannedCall, build_messages
-    from evalgate.engine.providers import make_provider
-    from evalgate.engine.routing import executor_for, with_targets
-    from evalgate.grading.grade import grade
-    from evalgate.sim.launch import simulator_for
-
     entries = select(project.entries, spec)
     if selected_keys is not None:
         entries = [e for e in entries if e.key in selected_keys]
@@ -146,7 +146,6 @@ def determinism_verdicts(spec: DeterminismSpec, settings: Any, cand: Sequence[Re
                          base: Sequence[Record] | None) -> list[GuardrailVerdict]:
     """Wilson floor on the candidate's agreement; paired non-inferiority vs a live baseline."""
     from evalgate import stats
-    from evalgate.gate.guardrails import Guardrail, no_data, to_verdict, undecidable
 
     which = 1 if spec.agreement == "normalized" else 0
 

@@ -17,9 +17,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from evalgate.engine.executor import Executor, run_jobs
+from evalgate.engine.planning import PlannedCall, plan_calls
+from evalgate.engine.providers import make_provider
+from evalgate.engine.routing import executor_for, with_targets
 from evalgate.gate.metrics import percentile
 from evalgate.gate.verdicts import judge_metric
 from evalgate.results import GuardrailVerdict, LoadLevel, LoadReport, Record
+from evalgate.sim.launch import simulator_for
 from evalgate.spec.production import LoadSpec
 
 LOAD_SAMPLE_BASE = 100_000  # sample numbers of load calls: distinct from the gate's samples
@@ -45,9 +50,6 @@ async def run_levels(spec: LoadSpec, configs: Sequence[tuple[str, Any, Sequence[
                      ) -> LoadReport:
     """`configs`: (label, executor, planned calls to cycle through). Each level runs in
     rounds; each round is one batch per config at that concurrency, order flipped per round."""
-    from evalgate.engine.executor import run_jobs
-    from evalgate.engine.planning import PlannedCall
-
     t0 = time.perf_counter()
     report = LoadReport(interleaved=len(configs) > 1)
     stop = False
@@ -104,12 +106,6 @@ async def run_levels(spec: LoadSpec, configs: Sequence[tuple[str, Any, Sequence[
 def run_load(project: Any, spec: LoadSpec, baseline: Any | None, seed: int) -> LoadReport:
     """Replay the canaries' prompts (round-robin) at each level against a fresh simulator
     when a config uses `provider: sim`, else against the configured endpoints."""
-    from evalgate.engine.executor import Executor
-    from evalgate.engine.planning import plan_calls
-    from evalgate.engine.providers import make_provider
-    from evalgate.engine.routing import executor_for, with_targets
-    from evalgate.sim.launch import simulator_for
-
     models = [project.candidate] + ([baseline] if baseline is not None else [])
     top = max(spec.levels)
     with simulator_for(with_targets(models), project.entries) as sim_url:

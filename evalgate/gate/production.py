@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from evalgate.gate.guardrails import Guardrail
+from evalgate.gate.guardrails import Guardrail, undecidable
+from evalgate.gate.guardrails import Guardrail as G
 from evalgate.gate.verdicts import overall_verdict
 from evalgate.results import Record, RunResult
 
@@ -86,7 +87,6 @@ def apply(project: Any, result: RunResult, cand: Sequence[Record], base: Sequenc
         # interrupted: no more calls; their guardrails cannot be decided
         result.warnings.append("PARTIAL run: the load profile and determinism checks were "
                                "not run")
-        from evalgate.gate.guardrails import undecidable
 
         extra += [undecidable(g, 1, 0, "the run was interrupted before this check")
                   for g in extra_guardrails(cfg, result.baseline is not None, shard)
@@ -123,9 +123,6 @@ def apply(project: Any, result: RunResult, cand: Sequence[Record], base: Sequenc
                                         det_base if live_baseline is not None else None)
         if result.baseline is not None and live_baseline is None and \
                 cfg.determinism.max_agreement_drop is not None:
-            from evalgate.gate.guardrails import Guardrail as G
-            from evalgate.gate.guardrails import undecidable
-
             verdicts.append(undecidable(
                 G("determinism.agreement_vs_baseline", "agreement_rate", "rate_vs_baseline",
                   cfg.determinism.max_agreement_drop, "lower"), 1, 0,

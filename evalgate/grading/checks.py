@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from evalgate.grading import jsonschema_lite
-from evalgate.text.tokens import DEFAULT_NORMALISE, normalise_text, numbers_in, states, tokens
+from evalgate.text.tokens import (
+    DEFAULT_NORMALISE,
+    find_fact,
+    normalise_text,
+    numbers_in,
+    states,
+    tokens,
+)
 
 
 @dataclass(frozen=True)
@@ -187,7 +194,6 @@ def numeric(answer: str, params: dict[str, Any]) -> CheckOutcome:
 def facts(answer: str, params: dict[str, Any]) -> CheckOutcome:
     """Every reference fact stated, under the documented equivalences (numbers as values)."""
     answer_tokens = tokens(answer)
-    from evalgate.text.tokens import find_fact
 
     missing = [f for f in params["values"] if find_fact(f, answer_tokens) is None]
     if missing:

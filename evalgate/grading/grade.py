@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from evalgate.engine.persist import open_cache
 from evalgate.grading.checks import CHECKS, run_check
 from evalgate.grading.judge import JudgeKey, JudgeOutcome, JudgeRequest, JudgeRun, run_judge
 from evalgate.grading.rubrics import ResolvedCriterion
 from evalgate.results import ClaimResult, CriterionResult, IfJudged, Record
+from evalgate.sim.launch import simulator_for
 from evalgate.text.grounding import split_and_score
 
 NOT_JUDGED = "not judged: no judge verdict for this criterion (is a judge model configured?)"
@@ -234,9 +236,6 @@ def grading_phase(project: Any, records: Sequence[Record], concurrency: int,
     if judge_model is not None:
         requests = [req for r in records for req in judge_requests(r, entries[r.key])]
         if requests:
-            from evalgate.engine.persist import open_cache
-            from evalgate.sim.launch import simulator_for
-
             cache, _ = open_cache(project.gate.root, cache_mode)  # unusable: judge calls made
             try:
                 with simulator_for([judge_model], project.entries) as sim_url:

@@ -26,6 +26,10 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from evalgate.engine.executor import Executor, run_jobs
+from evalgate.engine.persist import identity_text, judge_cache_key, model_identity
+from evalgate.engine.planning import PlannedCall
+from evalgate.engine.providers import make_provider
 from evalgate.errors import ConfigError, Problem
 from evalgate.spec.templating import check_template, render_text
 from evalgate.spec.yamlio import read_text
@@ -164,10 +168,6 @@ async def _ask(executor: Any, requests: Sequence[JudgeRequest], concurrency: int
     """Every vote of every request, retrying an unparseable verdict once with a fresh draw.
     With a response cache, a vote whose valid verdict is cached is not asked again, and new
     valid verdicts are stored (an error or an unparseable reply never is)."""
-    from evalgate.engine.executor import run_jobs
-    from evalgate.engine.persist import identity_text, judge_cache_key, model_identity
-    from evalgate.engine.planning import PlannedCall
-
     votes: list[list[tuple[str | None, str]]] = [[] for _ in requests]
     pending = [(i, k) for i, r in enumerate(requests) for k in range(r.samples)]
     keys: dict[tuple[int, int], str] = {}
@@ -231,9 +231,6 @@ def run_judge(judge_model: Any, requests: Sequence[JudgeRequest], concurrency: i
               seed: int, sim_url: str | None, cache: Any = None) -> JudgeRun:
     """Make the judge calls for every request (or read their verdicts from `cache`, a
     persist.ResponseCache) and decide each one."""
-    from evalgate.engine.executor import Executor
-    from evalgate.engine.providers import make_provider
-
     run = JudgeRun(model=judge_model.config.model or judge_model.name)
     if not requests:
         return run

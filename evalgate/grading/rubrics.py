@@ -21,6 +21,7 @@ from evalgate.grading.checks import (
     JUDGED,
     load_entry_point_checks,
 )
+from evalgate.grading.judge import load_judge_template
 from evalgate.spec.canaries import Case, case_key
 from evalgate.spec.templating import check_template, is_template, render_value
 from evalgate.spec.yamlio import load_yaml, problems_from_validation
@@ -193,8 +194,6 @@ def load_rubric(path: Path, name: str, display: str) -> Rubric:
         where[criterion.id] = line
         _check_templates(criterion, ("criteria", i), display, lines, problems)
         if criterion.check == "judge" and criterion.template is not None:
-            from evalgate.grading.judge import load_judge_template
-
             try:
                 templates[criterion.id] = load_judge_template(
                     criterion.template, path, display,

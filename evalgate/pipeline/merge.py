@@ -20,6 +20,7 @@ from evalgate.gate.compare import comparison_warnings, gate_settings
 from evalgate.gate.guardrails import FALLBACK_NOTE, decide_gate, fallback_warnings, power_warnings
 from evalgate.gate.production import redecided_extras
 from evalgate.gate.verdicts import overall_verdict
+from evalgate.report.summary import summary_lines
 from evalgate.results import ComparisonInfo, RunResult, read_result, write_result
 
 # Warnings that depend on which canaries a run had: dropped from the shards', written afresh.
@@ -165,8 +166,6 @@ def shard_warnings(results: list[RunResult]) -> list[str]:
 def merge_main(paths: list[str], out: str) -> int:
     """`evalgate merge shard-*.json -o result.json`: 0 when merged, 4 (usage error, as pytest)
     on an unreadable file or shards that do not belong together; problems go to stderr."""
-    from evalgate.report.summary import summary_lines
-
     if not paths:
         print("evalgate merge: no shard result files given", file=sys.stderr)
         return 4

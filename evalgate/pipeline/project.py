@@ -11,6 +11,7 @@ from jinja2 import TemplateError
 
 from evalgate.engine.planning import build_messages
 from evalgate.errors import ConfigError, Problem
+from evalgate.grading.grade import needs_judge
 from evalgate.grading.rubrics import CaseEntry, Rubric, load_rubric, resolve_criteria
 from evalgate.spec.canaries import (
     CanarySet,
@@ -174,8 +175,6 @@ def load_project(rootdir: Path, explicit_config: str | None = None) -> Project:
 def load_judge(gate: LoadedGate, entries: list[CaseEntry], problems: list[Problem]
                ) -> LoadedModel | None:
     """The judge model config; a rubric that needs a judge without one is a usage error."""
-    from evalgate.grading.grade import needs_judge
-
     if gate.config.judge is None:
         if needs_judge(entries):
             users = sorted({e.rubric for e in entries if needs_judge([e])})

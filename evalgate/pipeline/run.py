@@ -25,6 +25,7 @@ from evalgate.engine.routing import executor_for, with_targets
 from evalgate.gate.baseline import Baseline
 from evalgate.gate.compare import align_keys
 from evalgate.gate.guardrails import decide_gate, fallback_warnings, plan_guardrails, power_warnings
+from evalgate.gate.production import apply
 from evalgate.gate.sequential import SequentialGate, looks_of
 from evalgate.gate.verdicts import overall_verdict
 from evalgate.grading.grade import GradingSummary, combine_gradings, grade, grading_phase
@@ -259,7 +260,6 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         **grading.fields(),
     )
     # Routes, blended cost, load profile, determinism: only when configured.
-    from evalgate.gate.production import apply
 
     result = apply(project, result, cand_records,
                    base_records if baseline is not None else None, live, workers, selected,

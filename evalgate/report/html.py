@@ -15,17 +15,15 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import base64
-import difflib
 import hashlib
 import json
 import math
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache, partial
 from importlib import resources
-from itertools import zip_longest
 from typing import Any
 
 import jinja2
@@ -33,6 +31,7 @@ from markupsafe import Markup
 
 from evalgate.gate.verdicts import blocks
 from evalgate.report import charts
+from evalgate.report.config_diff import config_rows
 from evalgate.report.production import html_section as production_section
 from evalgate.report.summary import spend_text
 from evalgate.results import CriterionResult, GuardrailVerdict, Record, RunResult
@@ -42,10 +41,7 @@ COLLAPSE_CHARS = 320      # longer answers (or more than COLLAPSE_LINES lines) f
 COLLAPSE_LINES = 6
 PREVIEW_CHARS = 160
 PAGE_SIZE = 100           # canaries per page when JavaScript is on
-LONG_VALUE_CHARS = 80     # config values longer than this (or multi-line) get a line diff
-DIFF_CONTEXT = 3          # unchanged prompt lines shown around each change
 MAX_TAGS_CHARTED = 40
-SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|password", re.IGNORECASE)
 
 
 # -- formatting ------------------------------------------------------------------------------
@@ -125,12 +121,6 @@ def limit_of(v: GuardrailVerdict) -> float | None:
     return -v.margin if v.effect_kind == "difference" and v.worse == "lower" else v.margin
 
 
-def value_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-
 # -- view models -----------------------------------------------------------------------------
 
 @dataclass
@@ -174,81 +164,6 @@ def gate_row(v: GuardrailVerdict) -> GateRow:
                   else effect(v, -v.min_passable_margin if v.effect_kind == "difference"
                               and v.worse == "lower" else v.min_passable_margin)),
         verdict=v.verdict, reason=v.reason, note=v.note)
-
-
-@dataclass
-class DiffLine:
-    kind: str  # eq | chg | del | add | skip
-    old: str | None
-    new: str | None
-
-
-@dataclass
-class ConfigRow:
-    key: str
-    cand: str | None
-    base: str | None
-    changed: bool
-    long: bool
-    diff: list[DiffLine] = field(default_factory=list)
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested settings as dotted keys (params.temperature), so each differing leaf is a row."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, name + "."))
-        elif name.startswith("headers.") and SECRET_HEADER.search(name) and value:
-            out[name] = "(hidden: looks like a credential)"
-        else:
-            out[name] = value
-    return out
-
-
-def line_diff(old: str, new: str, context: int = DIFF_CONTEXT) -> list[DiffLine]:
-    """Side-by-side line diff of two prompts: changed, removed and added lines with `context`
-    equal lines around them; longer equal runs fold into one "skip" row."""
-    a, b = old.splitlines(), new.splitlines()
-    rows: list[DiffLine] = []
-    ops = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
-    for n, (tag, i1, i2, j1, j2) in enumerate(ops):
-        if tag == "equal":
-            same = a[i1:i2]
-            head = context if n > 0 else 0
-            tail = context if n < len(ops) - 1 else 0
-            if len(same) > head + tail + 1:
-                rows += [DiffLine("eq", line, line) for line in same[:head]]
-                rows.append(DiffLine("skip", f"... {len(same) - head - tail} unchanged lines",
-                                     f"... {len(same) - head - tail} unchanged lines"))
-                rows += [DiffLine("eq", line, line) for line in same[len(same) - tail:]]
-            else:
-                rows += [DiffLine("eq", line, line) for line in same]
-        else:
-            for left, right in zip_longest(a[i1:i2], b[j1:j2]):
-                kind = "chg" if left is not None and right is not None else (
-                    "del" if right is None else "add")
-                rows.append(DiffLine(kind, left, right))
-    if old != new and all(row.kind in ("eq", "skip") for row in rows):
-        note = "(differs only in line endings or trailing whitespace)"
-        rows.append(DiffLine("skip", note, note))
-    return rows
-
-
-def config_rows(cand: dict[str, Any], base: dict[str, Any] | None) -> list[ConfigRow]:
-    """Every key of either config, candidate's order first; changed rows flagged."""
-    c = flatten(cand)
-    b = flatten(base) if base is not None else {}
-    rows = []
-    for key in [*c, *(k for k in b if k not in c)]:
-        ct = value_text(c[key]) if key in c else None
-        bt = value_text(b[key]) if key in b else None
-        changed = base is not None and ct != bt
-        long = any(t is not None and (len(t) > LONG_VALUE_CHARS or "\n" in t) for t in (ct, bt))
-        diff = line_diff(bt, ct) if changed and long and ct is not None and bt is not None else []
-        rows.append(ConfigRow(key, ct, bt, changed, long, diff))
-    return rows
 
 
 @dataclass

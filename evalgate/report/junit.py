@@ -21,6 +21,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
 from evalgate.gate.verdicts import blocks, fmt
+from evalgate.report.summary import canary_problem, evidence_lines
 from evalgate.results import GuardrailVerdict, Record, RunResult
 
 CANARY_SUITE = "evalgate.canaries"
@@ -167,8 +168,6 @@ def _verdict_facts(v: GuardrailVerdict, blocking: bool) -> str:
 
 def render_junit(result: RunResult) -> str:
     """The run as JUnit XML: a suite of canary testcases and a suite of gate testcases."""
-    from evalgate.report.summary import canary_problem, evidence_lines
-
     run_props = _run_properties(result)
     root = ET.Element("testsuites")
 

@@ -33,6 +33,7 @@ from evalgate.report.mdtext import (
     prose,
     table,
 )
+from evalgate.report.production import markdown_lines
 from evalgate.report.summary import canary_problem, gate_cells, spend_text
 from evalgate.results import GuardrailVerdict, Record, RunResult
 
@@ -166,7 +167,6 @@ def _render(result: RunResult, ranked: list[Canary], n_regressions: int, html_na
         lines.append(f"- {failed} of {len(result.records)} canary answers failed their rubric "
                      f"or call: {policy}")
     lines.append("")
-    from evalgate.report.production import markdown_lines  # routes, load, determinism
 
     lines += markdown_lines(result)
     if result.warnings:

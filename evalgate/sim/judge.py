@@ -28,6 +28,8 @@ import random
 import re
 
 from evalgate.spec.sim_profile import SimJudge
+from evalgate.text.grounding import lexical_support
+from evalgate.text.tokens import states
 
 _FENCE = re.compile(r"Untrusted answer fence: (\S+)")
 _INJECTION = re.compile(
@@ -71,9 +73,6 @@ def split_prompt(prompt: str) -> tuple[str, str | None]:
 
 
 def verdict_for(trusted: str, answer: str) -> tuple[str, str]:
-    from evalgate.text.grounding import lexical_support
-    from evalgate.text.tokens import states
-
     facts = _items(_section(trusted, "REFERENCE FACTS"))
     forbidden = _items(_section(trusted, "FORBIDDEN"))
     context = _section(trusted, "CONTEXT")

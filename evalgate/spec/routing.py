@@ -29,6 +29,7 @@ from evalgate.errors import ConfigError, Problem
 from evalgate.spec.canaries import Case
 from evalgate.spec.expr import ExprError, Node, compile_condition, evaluate
 from evalgate.spec.yamlio import LineMap, digest, parse_yaml, validate
+from evalgate.text.tokens import estimate_tokens
 
 ROUTE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_ROUTE = "default"
@@ -102,11 +103,6 @@ class Router:
             "routes": [[r.name, r.when, r.model.fingerprint()] for r in self.routes],
             "default": self.default.fingerprint(),
             "fallback": self.fallback.fingerprint() if self.fallback is not None else None})
-
-
-def estimate_tokens(text: str) -> int:
-    """Same rough estimate as the executor's (4 characters a token)."""
-    return max(1, -(-len(text) // 4))
 
 
 def case_fields(set_name: str, case: Case) -> dict[str, Any]:

@@ -7,6 +7,7 @@ synonyms, no fuzzy distance.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -202,3 +203,9 @@ def claims(answer: str) -> list[str]:
                 merged.append(piece)
         out += [p.strip() for p in merged if p.strip() and tokens(p)]
     return out
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count (4 characters a token): for servers that report no usage, and for
+    routing conditions on prompt length."""
+    return max(1, math.ceil(len(text) / 4))

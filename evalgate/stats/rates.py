@@ -1,0 +1,195 @@
+"""Guardrails on rates and scores: a rate against the baseline (paired, Tango/McNemar), a
+rate under a cap, and a mean score against the baseline."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from evalgate.stats import distributions as dist
+from evalgate.stats.evidence import (
+    MIN_CANARIES_T,
+    MIN_DISCORDANT,
+    Evidence,
+    Worse,
+    _as_1d,
+    _build,
+    _check_alpha,
+    _check_samples,
+    _fmt_p,
+    _paired,
+    _t_p,
+    _t_summary,
+    mde_difference,
+    mde_paired_binary,
+)
+from evalgate.stats.primitives import mcnemar_regression_p, tango_ci, tango_statistic, wilson_bounds
+
+
+def compare_rate(cand: np.ndarray, base: np.ndarray, *, guardrail: str, margin: float,
+                 alpha: float, samples: int, worse: Worse = "higher") -> Evidence:
+    """Paired rate vs the baseline with a tolerated worsening `margin` (rate units, positive).
+
+    K == 1 (binary per canary): Tango score non-inferiority test and interval on the paired
+    difference, mid-p McNemar for "regressed at all"; needs >= 10 discordant pairs. K > 1 (each
+    value a per-canary mean of K Bernoulli samples): paired t on per-canary differences, which is
+    valid for clustered samples because the canary is the unit; needs n >= 30.
+    """
+    _check_alpha(alpha)
+    _check_samples(samples)
+    c, b = _paired(cand, base)
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"margin is a tolerated worsening in rate units in [0, 1), got {margin}")
+    if np.any((c < 0) | (c > 1)) or np.any((b < 0) | (b > 1)):
+        raise ValueError("rates must be in [0, 1]")
+    n = c.size
+    est, base_rate = float(c.mean()), float(b.mean())
+    p0 = min(max(base_rate, 1.0 / n), 1.0 - 1.0 / n) if n > 1 else 0.5
+
+    if samples == 1:
+        if not (np.all((c == 0) | (c == 1)) and np.all((b == 0) | (b == 1))):
+            raise ValueError("with samples == 1 the rates must be 0/1 per canary")
+        bad_c, bad_b = (c == 1, b == 1) if worse == "higher" else (c == 0, b == 0)
+        n_reg = int(np.sum(bad_c & ~bad_b))   # candidate worse on this canary
+        n_imp = int(np.sum(~bad_c & bad_b))   # candidate better
+        r_low, r_high = tango_ci(n_reg, n_imp, n, alpha)
+        low, high = (r_low, r_high) if worse == "higher" else (-r_high, -r_low)
+        p_value = float(dist.norm_cdf(tango_statistic(n_reg, n_imp, n, margin)))
+        p_reg = mcnemar_regression_p(n_reg, n_imp, mid_p=True)
+        ok = n_reg + n_imp >= MIN_DISCORDANT
+        notes = [None if ok else
+                 f"only {n_reg + n_imp} discordant pairs (need {MIN_DISCORDANT} for Tango's "
+                 f"score test): INCONCLUSIVE whatever the bounds; mid-p McNemar "
+                 f"regression p {_fmt_p(p_reg)}"]
+        return _build(
+            guardrail=guardrail, kind="rate_vs_baseline",
+            test="Tango score test (paired non-inferiority) + mid-p McNemar (regression)",
+            estimate=est, baseline=base_rate, effect=est - base_rate, effect_kind="difference",
+            ci_low=low, ci_high=high, margin=margin, worse=worse, p_value=p_value,
+            p_regression=p_reg, n_canaries=n, n_samples=1, discordant=(n_reg, n_imp),
+            mde=mde_paired_binary(n_reg, n_imp, n, base_rate, alpha), alpha=alpha,
+            minimum_met=ok, notes=notes, baseline_level=base_rate)
+
+    diff = c - b
+    ts = _t_summary(diff, alpha)
+    se = ts.se
+    if se == 0.0:
+        se = math.sqrt(2.0 * p0 * (1.0 - p0) / (n * samples))
+    # The t interval collapses when every canary moved alike (e.g. no hallucination anywhere, so
+    # every difference is 0), so it is never narrower than Tango's interval over the n*K draws
+    # with the observed discordance. Treating draws as independent is optimistic under
+    # clustering, which is why it only serves as a floor: wherever canaries vary, t decides.
+    b_draws = float(np.clip(diff, 0, None).sum()) * samples
+    c_draws = float(np.clip(-diff, 0, None).sum()) * samples
+    f_low, f_high = tango_ci(b_draws, c_draws, n * samples, alpha)
+    low, high = min(ts.low, f_low), max(ts.high, f_high)
+    if worse == "higher":
+        floor_used = f_high > ts.high
+        floor_p = float(dist.norm_cdf(tango_statistic(b_draws, c_draws, n * samples, margin)))
+        p_value = _t_p(diff, margin, "less")
+        p_reg = _t_p(diff, 0.0, "greater")
+    else:
+        floor_used = f_low < ts.low
+        floor_p = float(dist.norm_sf(tango_statistic(b_draws, c_draws, n * samples, -margin)))
+        p_value = _t_p(diff, -margin, "greater")
+        p_reg = _t_p(diff, 0.0, "less")
+    if floor_used:  # the p-value tells the same story as the bound that decides
+        p_value = max(p_value, floor_p)
+    ok = n >= MIN_CANARIES_T
+    notes = [None if ok else f"only {n} canaries (need {MIN_CANARIES_T} for the paired t)"]
+    return _build(
+        guardrail=guardrail, kind="rate_vs_baseline",
+        test=f"paired t on per-canary rates (canary = cluster of K={samples}), floored by "
+             "Tango's interval over the draws",
+        estimate=est, baseline=base_rate, effect=ts.mean, effect_kind="difference",
+        ci_low=low, ci_high=high, margin=margin, worse=worse, p_value=p_value,
+        p_regression=p_reg, n_canaries=n, n_samples=samples, discordant=None,
+        mde=mde_difference(se, alpha), alpha=alpha, minimum_met=ok, notes=notes,
+        baseline_level=base_rate)
+
+
+def rate_cap(cand: np.ndarray, *, guardrail: str, cap: float, alpha: float, samples: int,
+             worse: Worse = "higher") -> Evidence:
+    """Absolute cap (worse="higher") or floor (worse="lower") on a rate, no baseline.
+
+    K == 1: Wilson one-sided bounds and the matching score-test p (the Wilson interval is its
+    inversion). K > 1: one-sided t bounds on per-canary means (n >= 30). `mde` here is the
+    distance from the cap the true rate must keep for this run to decide with 80% power.
+    """
+    _check_alpha(alpha)
+    _check_samples(samples)
+    x = _as_1d(cand, "cand")
+    if not 0.0 <= cap <= 1.0:
+        raise ValueError(f"cap must be in [0, 1], got {cap}")
+    if np.any((x < 0) | (x > 1)):
+        raise ValueError("rates must be in [0, 1]")
+    n = x.size
+    est = float(x.mean())
+    if samples == 1:
+        if not np.all((x == 0) | (x == 1)):
+            raise ValueError("with samples == 1 the rates must be 0/1 per canary")
+        low, high = wilson_bounds(float(x.sum()), n, alpha)
+        null_se = math.sqrt(cap * (1 - cap) / n)
+        p_value: float | None = None
+        mde: float | None = None
+        notes: list[str | None] = []
+        if null_se > 0:
+            zstat = (est - cap) / null_se
+            p_value = float(dist.norm_cdf(zstat) if worse == "higher" else dist.norm_sf(zstat))
+            mde = mde_difference(null_se, alpha)
+        else:  # a cap of exactly 0 (or floor of 1) can be failed but never proven
+            notes.append(f"a {'cap' if worse == 'higher' else 'floor'} of {cap:g} can never "
+                         "PASS on a sample; use a small tolerance instead")
+        ok = True
+        test = "Wilson score bound (one-sided) vs an absolute cap"
+    else:
+        # The t bound collapses when every canary mean is equal (e.g. no errors at all), so the
+        # bounds are never narrower than a Wilson bound over canaries: a canary mean's variance
+        # never exceeds p(1-p), which makes that bound conservative for clustered draws.
+        ts = _t_summary(x, alpha)
+        w_low, w_high = wilson_bounds(float(x.sum()), n, alpha)
+        low, high = min(ts.low, w_low), max(ts.high, w_high)
+        null_se = math.sqrt(cap * (1 - cap) / n)
+        side = "less" if worse == "higher" else "greater"
+        p_value = _t_p(x, cap, side)
+        if null_se > 0:
+            zstat = (est - cap) / null_se
+            z_p = float(dist.norm_cdf(zstat) if worse == "higher" else dist.norm_sf(zstat))
+            p_value = z_p if p_value is None else max(p_value, z_p)
+        mde = mde_difference(ts.se if ts.se > 0 else math.sqrt(cap * (1 - cap) / (n * samples)),
+                             alpha) or None
+        ok = n >= MIN_CANARIES_T
+        test = (f"one-sided t bound on per-canary rates (canary = cluster of K={samples}), "
+                "never narrower than a Wilson bound over canaries")
+        notes = [None if ok else f"only {n} canaries (need {MIN_CANARIES_T} for the t bound)"]
+    return _build(
+        guardrail=guardrail, kind="rate_cap", test=test, estimate=est, baseline=None,
+        effect=est, effect_kind="absolute", ci_low=low, ci_high=high, margin=cap, worse=worse,
+        p_value=p_value, p_regression=None, n_canaries=n, n_samples=samples, discordant=None,
+        mde=mde, alpha=alpha, minimum_met=ok, notes=notes)
+
+
+def compare_score(cand: np.ndarray, base: np.ndarray, *, guardrail: str, margin: float,
+                  alpha: float, samples: int = 1) -> Evidence:
+    """Continuous rubric scores in [0, 1] (higher is better): paired t on per-canary means with a
+    tolerated drop `margin` (positive, score units). n >= 30."""
+    _check_alpha(alpha)
+    _check_samples(samples)
+    c, b = _paired(cand, base)
+    if np.any((c < 0) | (c > 1)) or np.any((b < 0) | (b > 1)):
+        raise ValueError("scores must be in [0, 1]")
+    if margin < 0:
+        raise ValueError("margin is a tolerated drop and must be >= 0")
+    n = c.size
+    diff = c - b
+    ts = _t_summary(diff, alpha)
+    ok = n >= MIN_CANARIES_T
+    notes = [None if ok else f"only {n} canaries (need {MIN_CANARIES_T} for the paired t)"]
+    return _build(
+        guardrail=guardrail, kind="score_vs_baseline", test="paired t on per-canary mean scores",
+        estimate=float(c.mean()), baseline=float(b.mean()), effect=ts.mean,
+        effect_kind="difference", ci_low=ts.low, ci_high=ts.high, margin=margin, worse="lower",
+        p_value=_t_p(diff, -margin, "greater"), p_regression=_t_p(diff, 0.0, "less"),
+        n_canaries=n, n_samples=samples, discordant=None, mde=mde_difference(ts.se, alpha),
+        alpha=alpha, minimum_met=ok, notes=notes)
