@@ -37,8 +37,8 @@ import bench_overhead as bo  # the shared project/simulator helpers
 
 PHASES = [  # (label, file suffix, function name) - the first match in the profile wins
     ("collection", "_pytest/main.py", "perform_collect"),
-    ("grading", "evalgate/graders/grade.py", "grade"),
-    ("statistics", "evalgate/guardrails.py", "decide_gate"),
+    ("grading", "evalgate/grading/grade.py", "grade"),
+    ("statistics", "evalgate/gate/guardrails.py", "decide_gate"),
     ("result JSON", "evalgate/results.py", "write_result"),
     ("reports", "evalgate/report/__init__.py", "write_all"),
     ("pytest items", "_pytest/runner.py", "runtestprotocol"),
@@ -47,7 +47,8 @@ PHASES = [  # (label, file suffix, function name) - the first match in the profi
 
 
 CALL_STACK = ("/httpx/", "/httpcore/", "/anyio/", "/h11/", "/asyncio/", "/selectors.py",
-              "/ssl.py", "/socket.py", "/evalgate/executor.py", "/evalgate/providers/")
+              "/ssl.py", "/socket.py", "/evalgate/engine/executor.py",
+              "/evalgate/engine/throttling.py", "/evalgate/engine/providers/")
 
 
 def phases(profile: Path) -> tuple[list[tuple[str, float]], float]:

@@ -182,7 +182,7 @@ class ComparisonInfo(BaseModel):
     extra_in_baseline: list[str] = Field(default_factory=list)
 
 
-# -- production-like checks (evalgate/router.py, load.py, determinism.py) ---------------------
+# -- production-like checks (evalgate/gate/: routes, load, determinism) ---------------------
 
 class RouteStats(BaseModel):
     """One route of a router config: its share of the calls and its main metrics."""

@@ -124,7 +124,7 @@ class GateSettings(Strict):
     seed: int = 0
     # Thresholds per route of a router candidate: {route name: {metric: {max/min}}}.
     routes: dict[str, dict[MetricName, Threshold]] = Field(default_factory=dict)
-    # Opt-in sequential gating (evalgate/sequential.py): `true` for looks at 1/3, 2/3, all.
+    # Opt-in sequential gating (evalgate/gate/sequential.py): `true` for looks at 1/3, 2/3, all.
     sequential: bool | SequentialSettings = False
 
     @model_validator(mode="after")
@@ -156,7 +156,7 @@ class GateConfig(Strict):
     canary_failures: Literal["fail", "report"] = "fail"
     gate: GateSettings = Field(default_factory=GateSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
-    # Production-like checks (evalgate/prodconfig.py); absent = not run.
+    # Production-like checks (evalgate/spec/production.py); absent = not run.
     traffic: TrafficSpec | None = None
     load: LoadSpec | None = None
     determinism: DeterminismSpec | None = None
@@ -274,7 +274,7 @@ class LoadedModel:
     name: str
     system_prompt: str | None
     prompt_template: str | None
-    # A router config (evalgate/router.py): `config` and the prompts are its default route's.
+    # A router config (evalgate/spec/routing.py): `config` and the prompts are its default route's.
     router: Any = field(default=None, compare=False)
     fallback: LoadedModel | None = None
 

@@ -10,7 +10,7 @@ A router file is a model config whose only content is `router:` (and optionally 
       default: strong.yaml
       fallback: backup.yaml      # answers when the routed model's call fails
 
-Conditions are compiled by evalgate/expr.py at load time (never Python eval). Target paths are
+Conditions are compiled by evalgate/spec/expr.py at load time (never Python eval). Target paths are
 relative to the router file. The LoadedModel of a router carries its default target's config,
 so everything that only needs "a model" keeps working; the executor asks the router per call.
 """

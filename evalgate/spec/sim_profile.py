@@ -42,7 +42,7 @@ class SimProfile(BaseModel):
     capacity: int | None = Field(None, ge=1)  # requests served at once; more wait in a queue
     determinism: float | None = Field(None, ge=0, le=1)  # P(a canary's answer is the same
     # across samples), drawn once per canary; otherwise every sample words it differently
-    judge: SimJudge | None = None  # act as a judge model (evalgate/simjudge.py)
+    judge: SimJudge | None = None  # act as a judge model (evalgate/sim/judge.py)
     # Provider faults beyond the rates above (all off by default).
     error_500_status: int = Field(500, ge=500, le=599)  # the status of error_500_rate's errors
     retry_after_http_date: bool = False  # Retry-After as an HTTP date (whole seconds)
