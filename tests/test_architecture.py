@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import sys
 import tomllib
@@ -162,3 +163,17 @@ def test_no_module_is_longer_than_a_reader_can_hold() -> None:
     long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
     assert long == {}
+
+
+@pytest.mark.parametrize("layer", ["spec", "text", "stats", "engine", "sim", "grading", "gate",
+                                   "report", "pipeline"])
+def test_each_layer_face_resolves_every_name_it_exports(layer: str) -> None:
+    """A layer's `__init__` is its public face: every name in `__all__` is there (for stats,
+    imported on first use)."""
+    face = importlib.import_module(f"evalgate.{layer}")
+    exported = getattr(face, "__all__", None)
+    if layer == "report":  # the renderers load on first use; the face is its writers
+        exported = ["DEFAULT_NAMES", "write_all", "write_reports"]
+    assert exported, f"evalgate.{layer} exports nothing"
+    missing = [name for name in exported if getattr(face, name, None) is None]
+    assert missing == []
