@@ -60,8 +60,10 @@ MAX_N = 100_000
 MAX_CONCURRENCY = 1024
 MAX_ROUNDS = 10
 RATIO_TARGET = 1.10
-# Imported inside run_project on first use (scipy behind them); the warm engine preloads them.
-LAZY_MODULES = ("evalgate.stats", "evalgate.gate.guardrails")
+# Imported inside run_project on first use (numpy and scipy.special behind them; the
+# `evalgate.stats` face imports each name on first use); the warm engine preloads them.
+LAZY_MODULES = ("evalgate.stats.rates", "evalgate.stats.latency", "evalgate.stats.cost",
+                "evalgate.stats.family", "evalgate.gate.guardrails")
 WARM_ENGINE = "engine, lazy imports preloaded"
 RSS_TARGET_MB = 300.0
 SIM_START_TIMEOUT_S = 60.0
