@@ -11,7 +11,6 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from evalgate.gate.guardrails import Guardrail, undecidable
-from evalgate.gate.guardrails import Guardrail as G
 from evalgate.gate.verdicts import overall_verdict
 from evalgate.results import Record, RunResult
 
@@ -87,7 +86,6 @@ def apply(project: Any, result: RunResult, cand: Sequence[Record], base: Sequenc
         # interrupted: no more calls; their guardrails cannot be decided
         result.warnings.append("PARTIAL run: the load profile and determinism checks were "
                                "not run")
-
         extra += [undecidable(g, 1, 0, "the run was interrupted before this check")
                   for g in extra_guardrails(cfg, result.baseline is not None, shard)
                   if not g.name.startswith("route[")]
@@ -124,7 +122,7 @@ def apply(project: Any, result: RunResult, cand: Sequence[Record], base: Sequenc
         if result.baseline is not None and live_baseline is None and \
                 cfg.determinism.max_agreement_drop is not None:
             verdicts.append(undecidable(
-                G("determinism.agreement_vs_baseline", "agreement_rate", "rate_vs_baseline",
+                Guardrail("determinism.agreement_vs_baseline", "agreement_rate", "rate_vs_baseline",
                   cfg.determinism.max_agreement_drop, "lower"), 1, 0,
                 "the baseline is a saved result, which cannot be asked again"))
         extra += verdicts

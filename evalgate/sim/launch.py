@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from evalgate.sim.server import SimCase, SimServer
+from evalgate.sim.answers import SimCase
 from evalgate.spec.canaries import Case
 from evalgate.spec.config import LoadedModel
 from evalgate.spec.sim_profile import SimProfile
@@ -35,6 +35,8 @@ def simulator_for(models: Sequence[LoadedModel], entries: Sequence[Any]
     if not sims:
         yield None
         return
+    from evalgate.sim.server import SimServer  # the server loads only when a run uses it
+
     server = SimServer(cases=sim_cases(entries))
     for model in sims:
         server.add_profile(model.config.model or model.name, model.config.sim or SimProfile())
