@@ -158,6 +158,21 @@ def _init(args: argparse.Namespace) -> int:
     return init_main(args.target, args.force)
 
 
+def _paths(args: argparse.Namespace) -> int:
+    """Print the files the gate reads; with --changed, only those among the paths on stdin."""
+    from evalgate.errors import ConfigError
+    from evalgate.watch import changed_watched, watched_paths
+
+    try:
+        watched = watched_paths(Path(args.root), args.config)
+    except ConfigError as exc:
+        print(f"evalgate paths: {exc}", file=sys.stderr)
+        return 4
+    for path in changed_watched(sys.stdin, watched) if args.changed else watched:
+        print(path)
+    return 0
+
+
 def _cache(args: argparse.Namespace) -> int:
     """Say what the response cache holds; with --prune-older-than or --clear, shrink it."""
     import sqlite3
@@ -247,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="delete the answers measured more than DAYS days ago")
     what.add_argument("--clear", action="store_true", help="delete every cached answer")
     cache.set_defaults(func=_cache)
+
+    paths = sub.add_parser("paths", help="list the files the gate reads (configs, prompts, "
+                           "canaries, rubrics, conftest.py and the Python modules it imports, "
+                           "`callable:` modules); CI runs the gate only when one changed")
+    paths.add_argument("root", nargs="?", default=".", metavar="DIR")
+    paths.add_argument("--config", metavar="FILE", help="the gate config (default: found in DIR)")
+    paths.add_argument("--changed", action="store_true",
+                       help="read changed paths (git diff --name-only) from stdin and print "
+                            "those the gate reads")
+    paths.set_defaults(func=_paths)
 
     init = sub.add_parser("init", help="scaffold evalgate.yaml, example (simulator) model "
                           "configs, canaries, a rubric and the CI workflows; never overwrites")
