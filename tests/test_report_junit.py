@@ -17,15 +17,15 @@ from evalgate.run import run_project
 from evalgate.summary import canary_problem
 from tests.conftest import make_cases, sim_model, write_project
 
-XSD = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "JUnit.xsd"
+# The Apache Ant JUnit schema (Apache License 2.0), shipped with the tests so none skips.
+XSD = Path(__file__).resolve().parent / "schemas" / "JUnit.xsd"
 HOSTILE = "a\x00b\x07c\x1b[31mred\x1b[0m ]]> <script>alert(1)</script> & \"q\" \ud800 \uffff end"
 
 
 @pytest.fixture(scope="module")
 def schema() -> Any:
-    xmlschema = pytest.importorskip("xmlschema")
-    if not XSD.exists():
-        pytest.skip(f"{XSD} not found")
+    import xmlschema
+
     return xmlschema.XMLSchema(str(XSD))
 
 
