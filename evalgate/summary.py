@@ -4,8 +4,11 @@ JUnit, Markdown and the CLI. No pytest here: reports and the CLI import it witho
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Sequence
 
 from evalgate.gate import fmt
+from evalgate.monitor import STOPPED_CLASS
 from evalgate.results import GuardrailVerdict, Record, RunResult
 
 # Line breaks, C0/C1 controls (ESC starts ANSI sequences), DEL, and the Unicode line separators
@@ -25,6 +28,8 @@ def one_line(text: str) -> str:
 def canary_problem(record: Record) -> str | None:
     """Why a canary fails, in a few lines a developer can act on; None when it holds.
     Everything the model or provider wrote is passed through `one_line`."""
+    if record.error_class == STOPPED_CLASS:
+        return one_line(record.error_message or "not made")
     if not record.ok:
         tries = len(record.attempts)
         return (f"call failed after {tries} attempt(s): {record.error_class}: "
@@ -116,7 +121,9 @@ def spend_text(result: RunResult) -> str:
     answered = len(result.records) + (len(result.baseline_records)
                                       if result.baseline is not None
                                       and result.baseline.kind != "result" else 0)
-    made = max(0, answered - result.calls_from_cache - result.calls_from_journal)
+    unmade = sum(r.error_class == STOPPED_CLASS for r in result.records) + (
+        sum(r.error_class == STOPPED_CLASS for r in result.baseline_records))
+    made = max(0, answered - result.calls_from_cache - result.calls_from_journal - unmade)
     saved = result.calls_from_cache + result.calls_from_journal + result.calls_saved_sequential
     text = f"calls: {made} made ({result.calls_made} HTTP attempts)"
     if result.calls_planned is not None:
@@ -149,6 +156,23 @@ def fault_facts(counts: dict[str, int]) -> str:
     return text
 
 
+def error_summary(records: Sequence[Record], top: int = 3) -> list[str]:
+    """Per config, the most frequent error classes with one example message each."""
+    lines = []
+    for config in dict.fromkeys(r.config for r in records):
+        failed = [r for r in records if r.config == config and not r.ok and r.error_class]
+        counts = Counter(r.error_class for r in failed)
+        ranked = sorted(counts.most_common(), key=lambda kv: kv[0] == STOPPED_CLASS)
+        for error_class, n in ranked[:top]:  # the calls an early stop left unmade come last
+            example = next(r.error_message for r in failed if r.error_class == error_class)
+            lines.append(f"{config} errors: {error_class} x{n}, e.g. "
+                         f"{one_line(example or '(no message)')}")
+        if len(counts) > top:
+            rest = sum(n for _, n in ranked[top:])
+            lines.append(f"{config} errors: {rest} more in {len(counts) - top} other class(es)")
+    return lines
+
+
 def summary_lines(result: RunResult) -> list[str]:
     """The terminal's gate section: run facts, the gate table, the sentences and warnings."""
     c = result.counts
@@ -159,6 +183,9 @@ def summary_lines(result: RunResult) -> list[str]:
              spend_text(result)]
     if result.partial:
         lines.insert(0, "PARTIAL run: interrupted before every call was made")
+    live_baseline = result.baseline is not None and result.baseline.kind != "result"
+    lines += error_summary([*result.records, *(result.baseline_records if live_baseline
+                                               else [])])
     if result.judge_calls or result.judge_calls_from_cache:
         agreement = (f", vote agreement {result.judge_agreement:.0%}"
                      if result.judge_agreement is not None else "")
