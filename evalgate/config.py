@@ -341,7 +341,7 @@ def validate(model: type[BaseModel], data: Any, file: str, lines: LineMap) -> An
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(problems_from_validation(exc, file, lines)) from None
+        raise ConfigError(problems_from_validation(exc, file, lines, model=model)) from None
 
 
 def display_path(path: Path, root: Path) -> str:
