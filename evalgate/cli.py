@@ -98,9 +98,19 @@ def _report(args: argparse.Namespace) -> int:
     except BadInput as exc:
         print(f"evalgate report: {exc}", file=sys.stderr)
         return 4
+    print_verdict(result)
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def print_verdict(result: RunResult) -> None:
+    """The gate's verdict and its summary, as the terminal shows them after a run."""
+    from evalgate.summary import summary_lines
+
+    print(f"evalgate gate: {result.verdict}")
+    for line in summary_lines(result):
+        print(line)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -111,7 +121,6 @@ def _compare(args: argparse.Namespace) -> int:
     from evalgate.gate import blocks
     from evalgate.report import write_all, write_reports
     from evalgate.results import RESULT_FILE, write_result
-    from evalgate.summary import summary_lines
 
     try:
         baseline = load_result(args.baseline)
@@ -136,9 +145,7 @@ def _compare(args: argparse.Namespace) -> int:
     except BadInput as exc:
         print(f"evalgate compare: {exc}", file=sys.stderr)
         return 4
-    print(f"evalgate gate: {result.verdict}")
-    for line in summary_lines(result):
-        print(line)
+    print_verdict(result)
     for path in written:
         print(f"wrote {path}")
     return 1 if blocks(result.verdict, result.on_inconclusive) else 0

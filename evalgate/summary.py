@@ -98,12 +98,18 @@ def gate_cells(v: GuardrailVerdict) -> tuple[str, str, str, str, str]:
     if v.threshold is not None:
         margin = " ".join(f"{k} {fmt(v.metric, b)}" for k, b in
                           (("max", v.threshold.max), ("min", v.threshold.min)) if b is not None)
-    elif v.margin is not None:
-        margin = (effect_text(v, v.margin) if v.effect_kind == "ratio"
-                  else fmt(v.metric, v.margin))
+    elif v.margin is not None:  # a ratio guardrail's margin is a ratio, with data or not
+        ratio = v.effect_kind == "ratio" or v.guardrail.split("_vs_")[0].endswith("_ratio")
+        margin = f"x{v.margin:.3f}" if ratio else fmt(v.metric, v.margin)
     p = "" if v.p_value is None else f"{v.p_value:.3g}"
     baseline = fmt(v.metric, v.baseline) if v.baseline is not None else ""
     return fmt(v.metric, v.value), baseline, effect, margin, p
+
+
+def holm_text(v: GuardrailVerdict) -> str:
+    """The Holm-adjusted p of "the candidate is worse than the baseline" (it can FAIL a
+    guardrail inside its margin), blank for a guardrail without that test."""
+    return "" if v.p_regression_holm is None else f"{v.p_regression_holm:.3g}"
 
 
 def reuse_text(result: RunResult) -> str:
@@ -150,7 +156,8 @@ def fault_facts(counts: dict[str, int]) -> str:
     """Throttled time and fallback answers, when there were any (", throttled 1.2s")."""
     text = ""
     if counts.get("throttled_ms"):
-        text += f", throttled {counts['throttled_ms'] / 1000:.2f}s (not in latency)"
+        text += (f", throttled {counts['throttled_ms'] / 1000:.2f}s summed over calls "
+                 "(not in latency)")
     if counts.get("fallback_answers"):
         text += f", {counts['fallback_answers']} answered by the fallback"
     return text
@@ -199,8 +206,9 @@ def summary_lines(result: RunResult) -> list[str]:
         lines.append(f"baseline {b.name} ({b.source}); compared on "
                      f"{result.comparison.compared if result.comparison else 0} canaries")
     rows: list[tuple[str, ...]] = [
-        ("guardrail", "value", "baseline", "effect [CI]", "margin", "p", "verdict")]
-    rows += [(v.guardrail, *gate_cells(v), v.verdict) for v in result.verdicts]
+        ("guardrail", "value", "baseline", "effect [CI]", "margin", "p within margin",
+         "p worse (Holm)", "verdict")]
+    rows += [(v.guardrail, *gate_cells(v), holm_text(v), v.verdict) for v in result.verdicts]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
               for row in rows]
