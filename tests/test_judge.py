@@ -14,8 +14,9 @@ from evalgate.errors import ConfigError
 from evalgate.grading.judge import BadVerdict, decide, judge_messages, parse_verdict
 from evalgate.pipeline.project import load_project
 from evalgate.pipeline.run import run_project
-from evalgate.sim import SimJudge, SimProfile, SimServer
+from evalgate.sim import SimProfile, SimServer
 from evalgate.sim.judge import MALFORMED
+from evalgate.sim.server import SimJudge
 from tests.conftest import sim_model, write_project
 
 GOOD = "Returns are accepted within 30 days for a full refund."

@@ -7,7 +7,8 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from evalgate.sim.server import SimCase, SimServer
+from evalgate.sim.answers import SimCase
+from evalgate.sim.server import SimServer
 from evalgate.spec.canaries import Case
 from evalgate.spec.config import LoadedModel
 from evalgate.spec.sim_profile import SimProfile
