@@ -31,7 +31,8 @@ from typing import Any
 import yaml
 
 from evalgate.pipeline.project import load_project
-from evalgate.sim import SimProfile, SimServer, sim_cases
+from evalgate.sim import SimProfile, SimServer
+from evalgate.sim.server import sim_cases
 
 MODELS = {"prod": "base-prod", "v1": "cand-v1", "v2": "cand-v2"}
 

@@ -13,6 +13,8 @@ from pydantic import BaseModel, Field
 
 SCHEMA_VERSION = 1
 RESULT_FILE = "evalgate.json"
+# The error class of a call the run did not make because it stopped early (a dead endpoint).
+STOPPED_CLASS = "stopped_early"
 
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE"]
 

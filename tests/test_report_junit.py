@@ -17,15 +17,15 @@ from evalgate.report.summary import canary_problem
 from evalgate.results import GuardrailVerdict, RunResult, read_result, write_result
 from tests.conftest import make_cases, sim_model, write_project
 
-XSD = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "JUnit.xsd"
+# The Apache Ant JUnit schema (Apache License 2.0), shipped with the tests so none skips.
+XSD = Path(__file__).resolve().parent / "schemas" / "JUnit.xsd"
 HOSTILE = "a\x00b\x07c\x1b[31mred\x1b[0m ]]> <script>alert(1)</script> & \"q\" \ud800 \uffff end"
 
 
 @pytest.fixture(scope="module")
 def schema() -> Any:
-    xmlschema = pytest.importorskip("xmlschema")
-    if not XSD.exists():
-        pytest.skip(f"{XSD} not found")
+    import xmlschema
+
     return xmlschema.XMLSchema(str(XSD))
 
 
@@ -94,16 +94,27 @@ def test_one_testcase_per_canary_sample_named_like_the_pytest_items(result: RunR
     assert canaries.get("tests") == "16"
 
 
-def test_reported_canaries_are_skipped_not_failed(result: RunResult) -> None:
+def test_reported_canaries_pass_and_are_named_not_skipped(result: RunResult, schema: Any) -> None:
+    """Under `canary_failures: report` a hallucinating canary must not turn grey (`skipped`)
+    nor red (`failure`): its testcase passes, and a suite property and the suite's output
+    name the problem."""
     report = result.model_copy(update={"canary_failures": "report"})
-    canaries = suites(parse(render_junit(report)))["evalgate.canaries"]
-    skipped = [c.find("skipped") for c in canaries.findall("testcase")]
-    messages = [s.get("message", "") for s in skipped if s is not None]
-    bad = [r for r in result.records if not (r.ok and r.passed)]
-    assert len(messages) == len(bad) > 0
-    assert all(m.startswith("reported, not blocking: ") for m in messages)
+    xml = render_junit(report)
+    schema.validate(xml)
+    canaries = suites(parse(xml))["evalgate.canaries"]
+    assert canaries.find("testcase/skipped") is None
     assert canaries.find("testcase/failure") is None
-    assert canaries.get("failures") == "0" and canaries.get("skipped") == str(len(bad))
+    assert canaries.get("failures") == "0" and canaries.get("skipped") == "0"
+    bad = [r for r in result.records if not (r.ok and r.passed)]
+    props = {p.get("name"): p.get("value") for p in canaries.iter("property")}
+    reported = {k: v for k, v in props.items() if k.startswith("reported.")}
+    assert len(reported) == len(bad) > 0
+    hallucinating = [r for r in bad if r.hallucination]
+    assert hallucinating
+    assert sum(v.startswith("hallucination: hallucination: ") for v in reported.values()) == len(
+        hallucinating)
+    out = canaries.findtext("system-out")
+    assert out.count("REPORTED, not blocking: ") == len(bad)
 
 
 def test_gate_testcases_fail_only_when_the_verdict_blocks(result: RunResult) -> None:

@@ -33,7 +33,8 @@ def run_gate(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_fresh_repository_passes_the_gate_on_the_simulator(tmp_path: Path) -> None:
     written = init_project(tmp_path)
-    assert {p.relative_to(tmp_path).as_posix() for p in written} == {*TEMPLATES, CANARIES}
+    assert {p.relative_to(tmp_path).as_posix() for p in written} == {*TEMPLATES, CANARIES,
+                                                                     ".gitignore"}
     out = run_gate(tmp_path)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     result = json.loads((tmp_path / "reports" / "evalgate.json").read_text())

@@ -70,8 +70,9 @@ def test_429_storm_shrinks_concurrency_and_loses_nothing(tmp_path: Path,
     assert max(r.throttled_ms for r in records) > 50
     # ...and shown next to the run's other figures
     seconds = f"{result.counts['throttled_ms'] / 1000:.2f}"
-    assert f"throttled {seconds}s (not in latency)" in summary_lines(result)[0]
-    assert f"throttled {seconds} s (not in latency)" in render_markdown(result)
+    summed = "summed over calls (not in latency)"
+    assert f"throttled {seconds}s {summed}" in summary_lines(result)[0]
+    assert f"throttled {seconds} s {summed}" in render_markdown(result)
 
 
 def test_retry_after_as_an_http_date(tmp_path: Path, sim_server: SimServer) -> None:

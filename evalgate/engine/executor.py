@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import certifi
 import httpx
 
+from evalgate.engine.monitor import CallMonitor, stopped_record
 from evalgate.engine.planning import PlannedCall, build_messages
 from evalgate.engine.providers import (
     CallableProvider,
@@ -51,7 +52,7 @@ def transport_error(exc: Exception, in_body: bool = False) -> ProviderError:
     """Classify a transport fault; `in_body`: the response's headers had already arrived."""
     name = type(exc).__name__
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return ProviderError("connect_error", f"{name}: {exc}", retryable=True)
+        return ProviderError("connect_error", f"{name}: {exc}{_endpoint(exc)}", retryable=True)
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         if in_body:
             return ProviderError("stalled_body", f"{name}: the response body stopped "
@@ -65,6 +66,15 @@ def transport_error(exc: Exception, in_body: bool = False) -> ProviderError:
         return ProviderError("connection_reset", f"{name}: the server closed the connection "
                              f"without an answer: {exc}", retryable=True)
     return ProviderError("connection_error", f"{name}: {exc}", retryable=True)
+
+
+def _endpoint(exc: httpx.HTTPError) -> str:
+    """' (POST http://host:port/path)': where the request went, without its query string."""
+    try:
+        request = exc.request
+    except RuntimeError:  # raised outside a request
+        return ""
+    return f" ({request.method} {request.url.copy_with(query=None, fragment=None)})"
 
 
 @functools.cache
@@ -263,31 +273,73 @@ def _client() -> httpx.AsyncClient:
     return httpx.AsyncClient(limits=limits, verify=_shared_ssl_context())
 
 
-async def run_jobs(jobs: Sequence[Sequence[Step]], concurrency: int) -> list[list[Record]]:
+async def run_jobs(jobs: Sequence[Sequence[Step]], concurrency: int,
+                   monitor: CallMonitor | None = None) -> list[list[Record]]:
     """Run jobs on `concurrency` lanes; the steps of one job go back to back on one lane.
 
     A job is one canary's baseline and candidate request (in a random order), so load drift
     during the run hits both configs alike. Lanes share an httpx client in small groups:
     httpcore's pool rescans every waiting request against every connection, which makes one
     client with 64 connections several times slower than 16 clients with 4 each.
+    `monitor` sees every finished call; once it says stop, the calls in flight are cancelled,
+    and every call not made is recorded as failed with its reason.
     """
     t0 = time.perf_counter()
     results: list[list[Record]] = [[] for _ in jobs]
     pending = iter(enumerate(jobs))
     lanes = max(1, min(concurrency, len(jobs)))
     clients = [_client() for _ in range(math.ceil(lanes / LANES_PER_CLIENT))]
+    stop = asyncio.Event()
 
     async def lane(client: httpx.AsyncClient) -> None:
         for index, job in pending:  # one shared iterator: each job is taken exactly once
-            results[index] = [await runner.call(client, call, label, t0)
-                              for runner, call, label in job]
+            for runner, call, label in job:
+                results[index].append(await runner.call(client, call, label, t0))
+                if monitor is not None:
+                    monitor.done(results[index][-1])
+                    if monitor.stop_reason is not None:
+                        stop.set()
+            if stop.is_set():
+                return
 
+    tasks = [asyncio.ensure_future(lane(clients[j // LANES_PER_CLIENT])) for j in range(lanes)]
     try:
-        await asyncio.gather(*(lane(clients[j // LANES_PER_CLIENT]) for j in range(lanes)))
+        await _until_done_or_stopped(tasks, stop)
     finally:
         for client in clients:
             await client.aclose()
+    if monitor is not None and monitor.stop_reason is not None:
+        _fill_stopped(jobs, results, monitor.stop_reason)
     return results
+
+
+async def _until_done_or_stopped(tasks: list[asyncio.Future[None]], stop: asyncio.Event) -> None:
+    """Wait for the lanes (a lane's exception ends the wait); when `stop` is set first, the
+    calls still in flight are cancelled."""
+    stopper = asyncio.ensure_future(stop.wait())
+    running = set(tasks)
+    try:
+        while running and not stop.is_set():
+            done, _ = await asyncio.wait([*running, stopper], return_when=asyncio.FIRST_COMPLETED)
+            running -= done
+            for task in done & set(tasks):
+                task.result()  # re-raise a lane's error
+    finally:
+        stopper.cancel()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _fill_stopped(jobs: Sequence[Sequence[Step]], results: list[list[Record]],
+                  reason: str) -> None:
+    """Record every call the early stop left unmade (or cut off) as failed, with the reason."""
+    for index, job in enumerate(jobs):
+        for _, call, label in job[len(results[index]):]:
+            entry = call.entry
+            results[index].append(stopped_record(
+                dict(key=entry.key, set=entry.set_name, case_id=entry.case.id,
+                     sample=call.sample, config=label, tags=entry.case.tags), reason))
 
 
 def execute(model: LoadedModel, provider: HttpProvider | CallableProvider,

@@ -530,7 +530,9 @@ class Persistence:
                 if steps:
                     todo.append(steps)
             if todo:  # also when all replay: a sequential run still takes its looks
-                runner(todo)
+                for job in runner(todo) or []:  # + calls an early stop left unmade
+                    for record in job:
+                        done.setdefault((record.config, record.record_id), record)
             finished = True
         except KeyboardInterrupt:
             self.partial = True

@@ -13,10 +13,19 @@ def fmt(metric: str, value: float | None) -> str:
     if metric.endswith("_rate"):
         return f"{value:.1%}"
     if metric.endswith("_usd"):
-        return f"${value:.6g}"
+        return money(value)
     if metric.endswith("_ms"):
         return f"{value:.0f} ms"
     return f"{value:.4g}"
+
+
+def money(value: float) -> str:
+    """Dollars with three significant digits and never an exponent: $0.0000177, $0.0713,
+    $12.35 (cents at least)."""
+    if value == 0 or not math.isfinite(value):
+        return f"${value:g}"
+    digits = max(2, 2 - math.floor(math.log10(abs(value))))
+    return f"${value:,.{digits}f}"
 
 
 def judge_metric(metric: str, value: float | None, low: float | None,

@@ -182,7 +182,8 @@ def load_rubric(path: Path, name: str, display: str) -> Rubric:
     try:
         parsed = RubricFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(problems_from_validation(exc, display, lines)) from None
+        raise ConfigError(problems_from_validation(exc, display, lines,
+                                                    model=RubricFile)) from None
     problems: list[Problem] = []
     where: dict[str, int] = {}
     templates: dict[str, str] = {}

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from evalgate import __version__
 from evalgate.engine.executor import Step, run_jobs
 from evalgate.engine.executor import executor_for as model_executor
+from evalgate.engine.monitor import CallMonitor
 from evalgate.engine.persist import Persistence, run_key
 from evalgate.engine.planning import PlannedCall, plan_calls
 from evalgate.engine.routing import executor_for, with_targets
@@ -32,6 +33,7 @@ from evalgate.grading.grade import GradingSummary, combine_gradings, grade, grad
 from evalgate.grading.rubrics import CaseEntry
 from evalgate.pipeline.project import Project
 from evalgate.results import (
+    STOPPED_CLASS,
     BaselineInfo,
     ComparisonInfo,
     ModelInfo,
@@ -60,14 +62,16 @@ def case_fingerprint(entry: CaseEntry) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-async def run_looks(jobs: list[list[Step]], concurrency: int, looks: SequentialGate
-                    ) -> list[list[Record]]:
+async def run_looks(jobs: list[list[Step]], concurrency: int, looks: SequentialGate,
+                    monitor: CallMonitor | None = None) -> list[list[Record]]:
     """Sequential gating: the jobs in look-sized batches, stopping once a look decides."""
     looks.calls_planned = sum(len(job) for job in jobs)
     done: list[list[Record]] = []
     for batch in looks.batches([job[0][1].entry.key for job in jobs]):
-        part = await run_jobs([jobs[i] for i in batch], concurrency)
+        part = await run_jobs([jobs[i] for i in batch], concurrency, monitor)
         done += part
+        if monitor is not None and monitor.stop_reason is not None:
+            break
         # In a thread: a look grades its answers, and the judge runs its own event loop.
         if await asyncio.to_thread(looks.after_look, [r for job in part for r in job]):
             break
@@ -76,11 +80,14 @@ async def run_looks(jobs: list[list[Step]], concurrency: int, looks: SequentialG
 
 def make_calls(project: Project, selected: Collection[str] | None, concurrency: int,
                baseline_model: LoadedModel | None, persist: Persistence | None = None,
-               looks: SequentialGate | None = None) -> tuple[list[Record], list[Record]]:
+               looks: SequentialGate | None = None,
+               progress: Callable[[CallMonitor], None] | None = None
+               ) -> tuple[list[Record], list[Record]]:
     """Make the candidate's calls and, for a live baseline, the baseline's: each canary's two
     requests go back to back in a random (seeded) order on one lane. With `persist`, finished
     calls are journaled and cached, and journaled/cached answers are not asked for again;
-    with `looks`, the calls go in look-sized batches that stop once a look decides."""
+    with `looks`, the calls go in look-sized batches that stop once a look decides;
+    `progress` sees the counts after every finished call."""
     cfg = project.gate.config
     cand_calls = select_calls(plan_calls(project.candidate, project.entries, cfg.samples),
                               selected)
@@ -102,8 +109,9 @@ def make_calls(project: Project, selected: Collection[str] | None, concurrency: 
             for job, call in zip(jobs, base_calls, strict=True):
                 job.insert(order.randrange(2), (base, call, BASELINE))
         def runner(todo: list[list[Step]]) -> list[list[Record]]:
-            return asyncio.run(run_jobs(todo, concurrency) if looks is None
-                               else run_looks(todo, concurrency, looks))
+            monitor = CallMonitor.for_jobs(todo, progress)
+            return asyncio.run(run_jobs(todo, concurrency, monitor) if looks is None
+                               else run_looks(todo, concurrency, looks, monitor))
 
         if persist is None:
             done = runner(jobs)
@@ -172,11 +180,13 @@ def in_background(fn: Callable[..., T], *args: object) -> Callable[[], T]:
 def run_project(project: Project, selected: Collection[str] | None = None,
                 concurrency: int | None = None, run_id: str | None = None,
                 baseline: Baseline | None = None, cache: str = "off",
-                resume: bool = False, shard: tuple[int, int] | None = None) -> RunResult:
+                resume: bool = False, shard: tuple[int, int] | None = None,
+                progress: Callable[[CallMonitor], None] | None = None) -> RunResult:
     """Make each selected (canary, sample) call once and decide the gate on the results.
 
     `cache` (off|read|write|on) and `resume` (reuse the journal of an interrupted run of the
-    same configuration) are the reliability switches; see evalgate.engine.persist."""
+    same configuration) are the reliability switches; see evalgate.engine.persist. `progress`
+    is called with the live counts after every finished call."""
     cfg = project.gate.config
     started = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -192,7 +202,8 @@ def run_project(project: Project, selected: Collection[str] | None = None,
 
     looks = sequential_gate(project, selected, baseline, fingerprints, grade_batch)
     where = in_background(environment, project.gate.root)
-    cand_records, base_records = make_calls(project, selected, workers, live, persist, looks)
+    cand_records, base_records = make_calls(project, selected, workers, live, persist, looks,
+                                            progress)
     comparison, warnings = None, []
     if baseline is not None and baseline.saved is not None:
         keys = {r.key for r in cand_records}
@@ -225,7 +236,8 @@ def run_project(project: Project, selected: Collection[str] | None = None,
             saved = planned - len(all_records)
     warnings = fallback_warnings(cand_records, base_records) + warnings \
         + power_warnings(decision["verdicts"])
-    warnings = reliability_notes(persist, all_records, decision) + warnings
+    warnings = reliability_notes(persist, all_records, decision) + early_stop_notes(
+        all_records) + warnings
     result = RunResult(
         evalgate_version=__version__,
         run_id=run_id or uuid.uuid4().hex[:12],
@@ -266,6 +278,15 @@ def run_project(project: Project, selected: Collection[str] | None = None,
                    shard)
     persist.finish()  # not before: a Ctrl-C while grading or loading keeps the journal
     return result
+
+
+def early_stop_notes(records: list[Record]) -> list[str]:
+    """Why calls were not made when a dead endpoint stopped the run early."""
+    stopped = [r for r in records if r.error_class == STOPPED_CLASS]
+    if not stopped:
+        return []
+    reason = (stopped[0].error_message or "").removeprefix("not made: ")
+    return [f"{len(stopped)} of {len(records)} calls were not made: {reason}"]
 
 
 LATENCY_METRICS = ("latency_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")

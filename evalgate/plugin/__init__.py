@@ -32,6 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "pyproject.toml at the rootdir)")
     group.addoption("--evalgate-concurrency", metavar="N", type=int, default=None,
                     help="concurrent model calls (overrides the gate config)")
+    group.addoption("--evalgate-samples", metavar="N", type=int, default=None,
+                    help="answers per canary and config (overrides the gate config's samples)")
     group.addoption("--evalgate-report-dir", metavar="DIR", default=None,
                     help="where reports are written (default: the gate config's report.dir, "
                          "'reports')")

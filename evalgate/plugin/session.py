@@ -8,6 +8,7 @@ result atomically, and the workers only read it and assert.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import uuid
@@ -54,6 +55,16 @@ def item_name(entry: CaseEntry, sample: int, samples: int) -> str:
     return entry.case.id if samples == 1 else f"{entry.case.id}[{sample}]"
 
 
+def with_samples(project: Project, samples: int | None) -> Project:
+    """`--evalgate-samples=N`: the project as if its gate config said `samples: N`."""
+    if samples is None:
+        return project
+    if samples < 1:
+        raise ConfigError(Problem("--evalgate-samples", f"must be at least 1 (got {samples})"))
+    config = project.gate.config.model_copy(update={"samples": samples})
+    return dataclasses.replace(project, gate=dataclasses.replace(project.gate, config=config))
+
+
 class GateSession:
     """Holds the loaded project and the run result for one pytest session."""
 
@@ -98,7 +109,9 @@ class GateSession:
         baseline = None
         try:
             register_custom_checks(config)
-            project = load_project(config.rootpath, config.getoption("evalgate_config"))
+            project = with_samples(load_project(config.rootpath,
+                                                config.getoption("evalgate_config")),
+                                   config.getoption("evalgate_samples"))
             if not hasattr(config, "workerinput"):
                 # A missing key or an unimportable callable is a usage error, before any call.
                 from evalgate.engine.providers import make_provider

@@ -166,6 +166,18 @@ def _verdict_facts(v: GuardrailVerdict, blocking: bool) -> str:
     return "; ".join(facts) + f"\n  {v.reason}"
 
 
+def _report_problem(suite: ET.Element, out: list[str], case: str, kind: str,
+                    problem: str) -> None:
+    """A canary problem under `canary_failures: report`: not a failure, and not `<skipped>`
+    either (reporters grey those out, hiding a hallucination): a suite property reporters
+    list, `reported.<case>` = kind: first line, and the whole text in the suite's output."""
+    properties = suite.find("properties")
+    assert properties is not None
+    _add(properties, "property", name=f"reported.{case}",
+         value=f"{kind}: {problem.splitlines()[0]}")
+    out[-1] += "\n  REPORTED, not blocking: " + problem.replace("\n", "\n  ")
+
+
 def render_junit(result: RunResult) -> str:
     """The run as JUnit XML: a suite of canary testcases and a suite of gate testcases."""
     run_props = _run_properties(result)
@@ -184,8 +196,8 @@ def render_junit(result: RunResult) -> str:
             continue
         kind = (f"call_failed.{record.error_class}" if not record.ok
                 else "hallucination" if record.hallucination else "rubric_failed")
-        if result.canary_failures == "report":
-            _add(case, "skipped", problem, message=f"reported, not blocking: {problem}")
+        if result.canary_failures == "report":  # a passing testcase; the problem is named
+            _report_problem(canaries, out, f"{record.set}.{name}", kind, problem)
         else:
             _add(case, "failure", problem, message=problem, type=kind)
     _finish(canaries, out, result.wall_time_s)

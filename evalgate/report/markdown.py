@@ -134,7 +134,7 @@ def _header(result: RunResult) -> list[str]:
     n = result.counts
     facts = [f"{n.get('canaries', 0)} canaries x {result.samples} sample(s)",
              f"{n.get('calls', 0)} calls", f"{n.get('errors', 0)} errors",
-             *([f"throttled {n['throttled_ms'] / 1000:.2f} s (not in latency)"]
+             *([f"throttled {n['throttled_ms'] / 1000:.2f} s summed over calls (not in latency)"]
                if n.get("throttled_ms") else []),
              *([f"**{n['fallback_answers']} answered by the fallback model**"]
                if n.get("fallback_answers") else []),
@@ -156,7 +156,8 @@ def _header(result: RunResult) -> list[str]:
 def _render(result: RunResult, ranked: list[Canary], n_regressions: int, html_name: str | None,
             rows: int, excerpts: int, warnings: int, size_note: bool) -> str:
     lines = _header(result)
-    lines += table(["guardrail", "value", "baseline", "effect [CI]", "margin", "p", "verdict"],
+    lines += table(["guardrail", "value", "baseline", "effect [CI]", "margin",
+                   "p within margin", "verdict"],
                     [gate_row(v, result.on_inconclusive) for v in result.verdicts])
     lines.append("")
     lines += [f"- {prose(v.reason)}" for v in result.verdicts if v.kind != "point"]

@@ -4,10 +4,12 @@ JUnit, Markdown and the CLI. No pytest here: reports and the CLI import it witho
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Sequence
 
 from evalgate.gate.verdicts import fmt
 from evalgate.report.production import terminal_lines  # routes, load, determinism
-from evalgate.results import GuardrailVerdict, Record, RunResult
+from evalgate.results import STOPPED_CLASS, GuardrailVerdict, Record, RunResult
 
 # Line breaks, C0/C1 controls (ESC starts ANSI sequences), DEL, and the Unicode line separators
 # and bidirectional overrides that make a terminal show other text than the bytes say.
@@ -26,6 +28,8 @@ def one_line(text: str) -> str:
 def canary_problem(record: Record) -> str | None:
     """Why a canary fails, in a few lines a developer can act on; None when it holds.
     Everything the model or provider wrote is passed through `one_line`."""
+    if record.error_class == STOPPED_CLASS:
+        return one_line(record.error_message or "not made")
     if not record.ok:
         tries = len(record.attempts)
         return (f"call failed after {tries} attempt(s): {record.error_class}: "
@@ -94,12 +98,18 @@ def gate_cells(v: GuardrailVerdict) -> tuple[str, str, str, str, str]:
     if v.threshold is not None:
         margin = " ".join(f"{k} {fmt(v.metric, b)}" for k, b in
                           (("max", v.threshold.max), ("min", v.threshold.min)) if b is not None)
-    elif v.margin is not None:
-        margin = (effect_text(v, v.margin) if v.effect_kind == "ratio"
-                  else fmt(v.metric, v.margin))
+    elif v.margin is not None:  # a ratio guardrail's margin is a ratio, with data or not
+        ratio = v.effect_kind == "ratio" or v.guardrail.split("_vs_")[0].endswith("_ratio")
+        margin = f"x{v.margin:.3f}" if ratio else fmt(v.metric, v.margin)
     p = "" if v.p_value is None else f"{v.p_value:.3g}"
     baseline = fmt(v.metric, v.baseline) if v.baseline is not None else ""
     return fmt(v.metric, v.value), baseline, effect, margin, p
+
+
+def holm_text(v: GuardrailVerdict) -> str:
+    """The Holm-adjusted p of "the candidate is worse than the baseline" (it can FAIL a
+    guardrail inside its margin), blank for a guardrail without that test."""
+    return "" if v.p_regression_holm is None else f"{v.p_regression_holm:.3g}"
 
 
 def reuse_text(result: RunResult) -> str:
@@ -117,7 +127,9 @@ def spend_text(result: RunResult) -> str:
     answered = len(result.records) + (len(result.baseline_records)
                                       if result.baseline is not None
                                       and result.baseline.kind != "result" else 0)
-    made = max(0, answered - result.calls_from_cache - result.calls_from_journal)
+    unmade = sum(r.error_class == STOPPED_CLASS for r in result.records) + (
+        sum(r.error_class == STOPPED_CLASS for r in result.baseline_records))
+    made = max(0, answered - result.calls_from_cache - result.calls_from_journal - unmade)
     saved = result.calls_from_cache + result.calls_from_journal + result.calls_saved_sequential
     text = f"calls: {made} made ({result.calls_made} HTTP attempts)"
     if result.calls_planned is not None:
@@ -144,10 +156,28 @@ def fault_facts(counts: dict[str, int]) -> str:
     """Throttled time and fallback answers, when there were any (", throttled 1.2s")."""
     text = ""
     if counts.get("throttled_ms"):
-        text += f", throttled {counts['throttled_ms'] / 1000:.2f}s (not in latency)"
+        text += (f", throttled {counts['throttled_ms'] / 1000:.2f}s summed over calls "
+                 "(not in latency)")
     if counts.get("fallback_answers"):
         text += f", {counts['fallback_answers']} answered by the fallback"
     return text
+
+
+def error_summary(records: Sequence[Record], top: int = 3) -> list[str]:
+    """Per config, the most frequent error classes with one example message each."""
+    lines = []
+    for config in dict.fromkeys(r.config for r in records):
+        failed = [r for r in records if r.config == config and not r.ok and r.error_class]
+        counts = Counter(r.error_class for r in failed)
+        ranked = sorted(counts.most_common(), key=lambda kv: kv[0] == STOPPED_CLASS)
+        for error_class, n in ranked[:top]:  # the calls an early stop left unmade come last
+            example = next(r.error_message for r in failed if r.error_class == error_class)
+            lines.append(f"{config} errors: {error_class} x{n}, e.g. "
+                         f"{one_line(example or '(no message)')}")
+        if len(counts) > top:
+            rest = sum(n for _, n in ranked[top:])
+            lines.append(f"{config} errors: {rest} more in {len(counts) - top} other class(es)")
+    return lines
 
 
 def summary_lines(result: RunResult) -> list[str]:
@@ -160,6 +190,9 @@ def summary_lines(result: RunResult) -> list[str]:
              spend_text(result)]
     if result.partial:
         lines.insert(0, "PARTIAL run: interrupted before every call was made")
+    live_baseline = result.baseline is not None and result.baseline.kind != "result"
+    lines += error_summary([*result.records, *(result.baseline_records if live_baseline
+                                               else [])])
     if result.judge_calls or result.judge_calls_from_cache:
         agreement = (f", vote agreement {result.judge_agreement:.0%}"
                      if result.judge_agreement is not None else "")
@@ -173,8 +206,9 @@ def summary_lines(result: RunResult) -> list[str]:
         lines.append(f"baseline {b.name} ({b.source}); compared on "
                      f"{result.comparison.compared if result.comparison else 0} canaries")
     rows: list[tuple[str, ...]] = [
-        ("guardrail", "value", "baseline", "effect [CI]", "margin", "p", "verdict")]
-    rows += [(v.guardrail, *gate_cells(v), v.verdict) for v in result.verdicts]
+        ("guardrail", "value", "baseline", "effect [CI]", "margin", "p within margin",
+         "p worse (Holm)", "verdict")]
+    rows += [(v.guardrail, *gate_cells(v), holm_text(v), v.verdict) for v in result.verdicts]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
               for row in rows]

@@ -109,7 +109,7 @@ def _validate_cases(
         try:
             case = Case.model_validate(raw)
         except ValidationError as exc:
-            problems += problems_from_validation(exc, display, sub, prefix)
+            problems += problems_from_validation(exc, display, sub, prefix, model=Case)
             continue
         if case.id in lines:
             field = ".".join(map(str, (*prefix, "id")))
@@ -142,7 +142,8 @@ def load_canary_file(path: Path, set_name: str, display: str) -> CanarySet:
         try:
             head = CanarySetFile.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(problems_from_validation(exc, display, linemap)) from None
+            raise ConfigError(problems_from_validation(exc, display, linemap,
+                                                        model=CanarySetFile)) from None
         raw = [
             (item, linemap.line_of(("cases", i)), ("cases", i), linemap.sub(("cases", i)))
             for i, item in enumerate(head.cases)

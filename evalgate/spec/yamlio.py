@@ -6,9 +6,11 @@ to a line in the file, so an error reads `canaries/support.yaml:14: cases.2.expe
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
+import typing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -179,9 +181,11 @@ def _field_name(loc: Loc) -> str:
 
 
 def problems_from_validation(
-    exc: ValidationError, file: str, lines: LineMap, prefix: Loc = ()
+    exc: ValidationError, file: str, lines: LineMap, prefix: Loc = (),
+    model: type[BaseModel] | None = None,
 ) -> list[Problem]:
-    """Turn a pydantic ValidationError into located, readable problems."""
+    """Turn a pydantic ValidationError into located, readable problems; with the validated
+    `model`, an unknown field gets a "did you mean" from the fields allowed there."""
     problems = []
     for err in exc.errors(include_url=False):
         loc = tuple(part for part in err["loc"] if not _is_pydantic_tag(part))
@@ -194,11 +198,60 @@ def problems_from_validation(
             problems.append(Problem(file, message, line, _field_name((*prefix, *loc, field))))
             continue
         if err["type"] == "extra_forbidden":
-            message = "unknown field (not allowed here)"
+            message = "unknown field (not allowed here)" + did_you_mean(model, loc)
         elif "input" in err and err["type"] not in ("missing",) and _short(err["input"]):
             message = f"{message} (got {_short(err['input'])})"
         problems.append(Problem(file, message, lines.line_of(loc), _field_name((*prefix, *loc))))
     return problems
+
+
+def did_you_mean(model: type[BaseModel] | None, loc: Loc) -> str:
+    """'; did you mean 'samples'?' for a misspelt field at `loc`, or ''."""
+    allowed = _fields_at(model, loc[:-1]) if model is not None and loc else []
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.7) if loc else []
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _fields_at(model: type[BaseModel], path: Loc) -> list[str]:
+    """The field names (and aliases) of the model found by walking `path` from `model`."""
+    current: Any = model
+    keyed = False  # the previous field was a mapping: this part is one of its keys
+    for part in path:
+        if isinstance(part, int) or keyed or not _is_model(current):
+            keyed = False
+            continue
+        info = current.model_fields.get(part) or next(
+            (f for f in current.model_fields.values() if f.alias == part), None)
+        if info is None:
+            return []
+        keyed = _is_mapping(info.annotation)
+        current = _model_in(info.annotation)
+    if not _is_model(current):
+        return []
+    return [*current.model_fields, *(f.alias for f in current.model_fields.values() if f.alias)]
+
+
+def _is_mapping(annotation: Any) -> bool:
+    """`dict[...]`, also inside `X | None`."""
+    if typing.get_origin(annotation) is dict:
+        return True
+    return any(_is_mapping(arg) for arg in typing.get_args(annotation)
+               if typing.get_origin(annotation) is not list)
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _model_in(annotation: Any) -> Any:
+    """The model class inside `X | None`, `list[X]`, `dict[str, X]` (else the annotation)."""
+    if _is_model(annotation):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if _is_model(found):
+            return found
+    return annotation
 
 
 _FIELD_ERROR = re.compile(r"^Value error, @(\w+)(?:@(\w+))?: (.*)$", re.S)
@@ -240,4 +293,4 @@ def validate(model: type[BaseModel], data: Any, file: str, lines: LineMap) -> An
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(problems_from_validation(exc, file, lines)) from None
+        raise ConfigError(problems_from_validation(exc, file, lines, model=model)) from None
