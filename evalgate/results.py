@@ -6,6 +6,9 @@ baseline of a later run. Pydantic models here; plain functions elsewhere.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -337,12 +340,52 @@ class RunResult(BaseModel):
         return {r.record_id: r for r in self.records}
 
 
+def write_synced(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Create `path` with `data` and fsync it: on disk before anything renames it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        if mode != 0o666:  # a private file stays private whatever the umask
+            os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_dir(path: Path) -> None:
+    """fsync a directory, so a rename in it survives a power loss (best effort)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Write a whole file atomically: a temp file named for this process (two processes never
+    share one), fsync'd, then renamed over `path`. A reader (an xdist worker, a later run)
+    sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        write_synced(tmp, data, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    sync_dir(path.parent)
+
+
 def write_result(result: RunResult, path: Path) -> None:
-    """Write atomically: a reader (an xdist worker, a later run) never sees half a file."""
+    """Write atomically (see atomic_write)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(result.model_dump_json(indent=1), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, result_bytes(result))
+
+
+def result_bytes(result: RunResult) -> bytes:
+    return result.model_dump_json(indent=1).encode()
 
 
 def read_result(path: Path) -> RunResult:

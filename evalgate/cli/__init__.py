@@ -122,7 +122,7 @@ def _compare(args: argparse.Namespace) -> int:
     from evalgate.gate.compare import compare_results
     from evalgate.gate.verdicts import blocks
     from evalgate.report import write_all, write_reports
-    from evalgate.results import RESULT_FILE, write_result
+    from evalgate.results import RESULT_FILE
 
     try:
         baseline = load_result(args.baseline)
@@ -139,9 +139,8 @@ def _compare(args: argparse.Namespace) -> int:
         written: list[Path] = []
         if args.out:
             out = Path(args.out)
-            write_result(result, out / RESULT_FILE)
-            written = [out / RESULT_FILE,
-                       *write_all(result, out, step_summary=args.step_summary)]
+            written = [out / RESULT_FILE, *write_all(result, out, with_result=True,
+                                                     step_summary=args.step_summary)]
         elif args.step_summary:
             write_reports(result, step_summary=True)
     except BadInput as exc:

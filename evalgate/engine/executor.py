@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import os
 import random
+import re
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -36,16 +38,68 @@ from evalgate.text.tokens import estimate_tokens
 LANES_PER_CLIENT = 4
 
 
+REDACTED = "[REDACTED]"
+MIN_FRAGMENT = 6  # the shortest piece of a cut-off secret that is blanked at a text's edge
+ERROR_MESSAGE_CHARS = 400  # an error message is shortened to this, after redaction
+
+
 def redactor(secrets: Sequence[str | None]) -> Callable[[str], str]:
-    """A function that blanks every secret value out of a text (error messages, URLs)."""
+    """A function that blanks every secret value out of a text (answers, error messages, body
+    excerpts, URLs): whole, and cut off at the text's end (or its start)."""
     values = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
 
     def redact(text: str) -> str:
         for value in values:
-            text = text.replace(value, "[REDACTED]")
+            text = _blank_edges(text.replace(value, REDACTED), value)
         return text
 
     return redact
+
+
+def _blank_edges(text: str, value: str) -> str:
+    """Blank the longest piece of `value` that a cut left at the end (its start) or at the
+    start (its end) of `text`."""
+    for k in range(min(len(value) - 1, len(text)), MIN_FRAGMENT - 1, -1):
+        if text.endswith(value[:k]):
+            text = text[:-k] + REDACTED
+            break
+    for k in range(min(len(value) - 1, len(text)), MIN_FRAGMENT - 1, -1):
+        if text.startswith(value[-k:]):
+            text = REDACTED + text[k:]
+            break
+    return text
+
+
+def model_secrets(model: LoadedModel) -> list[str]:
+    """The values a model config's calls carry that must never be written: its API key, and
+    every header value that came from the environment or names a credential, its fallback's
+    too."""
+    cfg = model.config
+    found: list[str] = []
+    if cfg.api_key_env and cfg.provider != "sim":
+        found.append(model.api_key() or "")
+    headers = {**cfg.headers, **(cfg.http.headers if cfg.http is not None else {})}
+    from_env = {v for v in os.environ.values() if len(v) >= 8}
+    found += [v for k, v in headers.items() if v in from_env or SECRET_NAME.search(k)]
+    if model.fallback is not None:
+        found += model_secrets(model.fallback)
+    return found
+
+
+SECRET_NAME = re.compile(r"auth|key|token|secret|cookie|password", re.IGNORECASE)
+
+
+def scrub(record: Record, redact: Callable[[str], str]) -> Record:
+    """The record with every secret out of its texts (the answer may echo a header), its
+    error message shortened only after that."""
+    if record.text is not None:
+        record.text = redact(record.text)
+    if record.error_message is not None:
+        message = redact(record.error_message)
+        if len(message) > ERROR_MESSAGE_CHARS:
+            message = message[:ERROR_MESSAGE_CHARS - 3] + "..."
+        record.error_message = message
+    return record
 
 
 def transport_error(exc: Exception, in_body: bool = False) -> ProviderError:
@@ -105,6 +159,8 @@ def falls_back(error: ProviderError | None) -> bool:
 class Executor:
     def __init__(self, model: LoadedModel, provider: HttpProvider | CallableProvider,
                  concurrency: int, seed: int = 0, fallback: Executor | None = None) -> None:
+        if concurrency < 1:  # no attempt could ever take a slot: a hang, not a run
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.model = model
         self.provider = provider
         self.concurrency = concurrency
@@ -113,8 +169,7 @@ class Executor:
         self.limiter = RateLimiter(limit.rpm if limit else None, limit.tpm if limit else None)
         self.gate = AdaptiveLimit(concurrency)
         self.rng = random.Random(seed)
-        self.redact = redactor([model.api_key()] if model.config.api_key_env
-                               and model.config.provider != "sim" else [])
+        self.redact = redactor(model_secrets(model))
         self.pricing = model.config.pricing
         self.fallback = fallback
 
@@ -232,8 +287,10 @@ class Executor:
         if reply is None:
             error = out.error
             assert error is not None
-            return Record(ok=False, error_class=error.error_class, retryable=error.retryable,
-                          error_message=answerer.redact(message_prefix + str(error)), **common)
+            return scrub(Record(ok=False, error_class=error.error_class,
+                                retryable=error.retryable,
+                                error_message=message_prefix + str(error), **common),
+                         self.redact)
         estimated = reply.input_tokens is None or reply.output_tokens is None
         tokens_in = reply.input_tokens if reply.input_tokens is not None else sum(
             estimate_tokens(m["content"]) for m in call.messages)
@@ -247,11 +304,11 @@ class Executor:
                       cost_usd=answerer.pricing.cost(tokens_in, tokens_out),
                       latency_ms=out.latency_s * 1000, answered_by=answered_by)
         if reply.finish_reason in TRUNCATED_FINISH:  # a cut-off answer is not an answer
-            return Record(ok=False, error_class="max_tokens", retryable=False,
-                          error_message=f"the answer was cut off at the token limit "
-                          f"(finish_reason {reply.finish_reason}): raise max_tokens",
-                          **fields, **common)
-        return Record(ok=True, **fields, **common)
+            return scrub(Record(ok=False, error_class="max_tokens", retryable=False,
+                                error_message=f"the answer was cut off at the token limit "
+                                f"(finish_reason {reply.finish_reason}): raise max_tokens",
+                                **fields, **common), self.redact)
+        return scrub(Record(ok=True, **fields, **common), self.redact)
 
 
 def executor_for(model: LoadedModel, concurrency: int, seed: int = 0,

@@ -9,15 +9,17 @@ is skipped; the file is then rewritten atomically before new lines are appended.
 finishes removes its journal.
 
 The response cache (`.evalgate/cache/responses.sqlite3`) maps a hash of what decides an answer
-(provider, model, endpoint, params, the full messages, the sample index; never headers or keys)
-to the answer, its token counts and the latency measured when it was made. Only successful
-answers are stored: a failed call is made again next run. sqlite commits are atomic; files are
-created 0o600 in 0o700 directories.
+(provider, model, endpoint, params, a hash of the headers, the API key variable's name, the
+full messages, the sample index; never a header's or a key's value) to the answer, its token
+counts and the latency measured when it was made. Only successful answers are stored: a failed
+call is made again next run. sqlite commits are atomic; files are created 0o600 in 0o700
+directories.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -32,7 +34,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from evalgate.engine.planning import PlannedCall
-from evalgate.results import Record
+from evalgate.results import Record, atomic_write
 from evalgate.spec.config import DEFAULT_BASE_URLS, LoadedModel
 
 CacheMode = Literal["off", "read", "write", "on"]
@@ -74,22 +76,7 @@ def private_dir(path: Path) -> Path:
 
 def atomic_write_private(path: Path, data: bytes) -> None:
     """Write a whole file atomically (temp file, fsync, rename) with mode 0o600."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, data, 0o600)
 
 
 # -- the journal ---------------------------------------------------------------------------
@@ -147,15 +134,31 @@ class Journal:
         atomic_write_private(path, (header + "\n" + body).encode())
         self.fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND)
         self.dirty = False
+        self.lines = len(keep)  # records in the file
+        # The first call that could not be journaled (a full disk, a file-size limit): from
+        # it on the journal is off and the run goes on; None while every write succeeds.
+        self.failed_at: int | None = None
+        self.failure: str | None = None
         self._stop = threading.Event()
         self._syncer = threading.Thread(target=self._sync_loop, name="evalgate-journal",
                                         daemon=True)
         self._syncer.start()
 
     def append(self, record: Record) -> None:
-        if self.fd is None:
+        """Journal one finished call; a write that fails turns the journal off (the lines
+        already in it stay resumable), it never stops the run."""
+        if self.fd is None or self.failed_at is not None:
             return
-        os.write(self.fd, (record.model_dump_json() + "\n").encode())
+        line = (record.model_dump_json() + "\n").encode()
+        try:
+            written = os.write(self.fd, line)
+            if written != len(line):  # a short write: the file is full
+                raise OSError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes)")
+        except OSError as exc:
+            self.failed_at = self.lines + 1
+            self.failure = f"{type(exc).__name__}: {exc}"
+            return
+        self.lines += 1
         self.dirty = True
 
     def _sync_loop(self) -> None:
@@ -186,10 +189,18 @@ class Journal:
 
 
 def model_identity(model: LoadedModel) -> dict[str, Any]:
-    """What about a model config decides its answers (no headers: they may carry secrets)."""
+    """What about a model config decides its answers. Headers (an organisation, a beta flag)
+    and the API key's account can change an answer too: they count as a hash of the header
+    names and values, and the key variable's name, never a value."""
     cfg = model.config
     ident: dict[str, Any] = {"provider": cfg.provider, "model": cfg.model or model.name,
                              "params": cfg.params}
+    headers = {**cfg.headers, **(cfg.http.headers if cfg.http is not None else {})}
+    if headers:  # only then: a config without headers keeps its cache keys
+        pairs = sorted((k.lower(), v) for k, v in headers.items())
+        ident["headers_sha256"] = hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
+    if cfg.api_key_env:
+        ident["api_key_env"] = cfg.api_key_env
     if getattr(model, "router", None) is not None:  # routes, targets and their prices
         ident["router"] = model.fingerprint()
     if cfg.provider in DEFAULT_BASE_URLS:
@@ -443,6 +454,8 @@ class Persistence:
     replaced_journal: bool = False  # an interrupted run's journal, not resumed, started over
     cache_error: str | None = None  # the cache could not be opened: the run went without
     journal_error: str | None = None  # the journal could not be written: no resume possible
+    journal_failed_at: int | None = None  # the first call a failed write left out of it
+    journal_failure: str | None = None  # ... and why
 
     def finish(self) -> None:
         """The whole run is done (grading, judge, load, result): its journal is not needed.
@@ -539,6 +552,7 @@ class Persistence:
         finally:
             if journal is not None:  # a finished run needs no journal; any other keeps it
                 journal.close()
+                self.journal_failed_at, self.journal_failure = journal.failed_at, journal.failure
                 if finished:  # removed by finish(), once grading and reports are done too
                     self.journal = journal
             if cache is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,13 +120,31 @@ def _rubric_for(case: Case, cset: CanarySet, gate: LoadedGate,
     return name
 
 
+def _top_level_line(path: Path, key: str) -> int | None:
+    """The line where a gate config (YAML or TOML) sets a top-level key, if it can be found."""
+    pattern = re.compile(rf"\s*{re.escape(key)}\s*[:=]")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return next((i for i, raw in enumerate(text.splitlines(), 1) if pattern.match(raw)), None)
+
+
 def build_entries(gate: LoadedGate, sets: list[CanarySet], rubrics: dict[str, Rubric],
                   problems: list[Problem]) -> list[CaseEntry]:
     entries = []
+    default = gate.config.default_rubric
+    if default is not None and default not in rubrics:  # once, on that field
+        problems.append(Problem(gate.path.name, f"names rubric {default!r}, which does not "
+                                f"exist (known: {', '.join(sorted(rubrics)) or 'none'})",
+                                _top_level_line(gate.path, "default_rubric"), "default_rubric"))
     for cset in sets:
         for case in cset.cases:
             line = cset.lines.get(case.id) or None
             name = _rubric_for(case, cset, gate, rubrics)
+            if name is not None and name == default and name not in rubrics \
+                    and case.rubric is None and cset.rubric is None:
+                continue  # reported on default_rubric
             if name is None:
                 problems.append(Problem(cset.display, f"case {case.id!r} has no rubric: set "
                                         "'rubric' on the set or the case, or 'default_rubric'",

@@ -23,6 +23,7 @@ from evalgate.engine.monitor import CallMonitor
 from evalgate.engine.persist import Persistence, run_key
 from evalgate.engine.planning import PlannedCall, plan_calls
 from evalgate.engine.routing import executor_for, with_targets
+from evalgate.errors import ConfigError, Problem
 from evalgate.gate.baseline import Baseline
 from evalgate.gate.compare import align_keys
 from evalgate.gate.guardrails import decide_gate, fallback_warnings, plan_guardrails, power_warnings
@@ -46,6 +47,7 @@ from evalgate.spec.config import LoadedModel
 
 CANDIDATE, BASELINE = "candidate", "baseline"
 T = TypeVar("T")
+Publish = Callable[[RunResult, Callable[[], None]], None]
 
 
 def select_calls(calls: list[PlannedCall], selected: Collection[str] | None
@@ -181,16 +183,23 @@ def run_project(project: Project, selected: Collection[str] | None = None,
                 concurrency: int | None = None, run_id: str | None = None,
                 baseline: Baseline | None = None, cache: str = "off",
                 resume: bool = False, shard: tuple[int, int] | None = None,
-                progress: Callable[[CallMonitor], None] | None = None) -> RunResult:
+                progress: Callable[[CallMonitor], None] | None = None,
+                publish: Publish | None = None) -> RunResult:
     """Make each selected (canary, sample) call once and decide the gate on the results.
 
     `cache` (off|read|write|on) and `resume` (reuse the journal of an interrupted run of the
     same configuration) are the reliability switches; see evalgate.engine.persist. `progress`
-    is called with the live counts after every finished call."""
+    is called with the live counts after every finished call. `publish(result, done)` writes
+    the result and the reports and calls `done()` once all of them are on disk: only then does
+    the journal go, so a kill while they are written resumes with no call made again (without
+    `publish`, the journal goes when the result is returned)."""
     cfg = project.gate.config
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    workers = concurrency or cfg.concurrency
+    workers = cfg.concurrency if concurrency is None else concurrency
+    if workers < 1:
+        raise ConfigError(Problem("concurrency", f"{workers} is not a concurrency: expected a "
+                                  "whole number >= 1"))
     live = baseline.model if baseline is not None else None
     persist = Persistence(project.gate.root, cache, resume)  # type: ignore[arg-type]
     fingerprints = {e.key: case_fingerprint(e) for e in project.entries}
@@ -276,7 +285,11 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     result = apply(project, result, cand_records,
                    base_records if baseline is not None else None, live, workers, selected,
                    shard)
-    persist.finish()  # not before: a Ctrl-C while grading or loading keeps the journal
+    # Not before: a Ctrl-C or a kill while grading, loading or writing keeps the journal.
+    if publish is None:
+        persist.finish()
+    else:
+        publish(result, persist.finish)
     return result
 
 
@@ -316,6 +329,9 @@ def reliability_notes(persist: Persistence, records: list[Record],
     if persist.journal_error:
         notes.append("the run journal (.evalgate/journal) could not be written, so an "
                      f"interrupted run could not be resumed: {persist.journal_error}")
+    if persist.journal_failed_at is not None:
+        notes.append(f"the run could not be journaled from call {persist.journal_failed_at} "
+                     f"on: resume will repeat those calls ({persist.journal_failure})")
     if persist.cache_error:
         notes.append(f"the response cache (.evalgate/cache) could not be used, so every call "
                      f"was made: {persist.cache_error}")

@@ -23,6 +23,19 @@ def parse_shard(value: str) -> tuple[int, int]:
     return i, n
 
 
+def parse_concurrency(value: str) -> int:
+    """A whole number >= 1; 0 or a negative number is a usage error (pytest exits 4), never
+    a hang (no call could start) nor silently the config's value."""
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a concurrency: expected a whole "
+                                         "number >= 1")
+    return n
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("evalgate", "evalgate: LLM evaluation gate")
     group.addoption("--evalgate", action="store_true", default=False,
@@ -30,7 +43,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--evalgate-config", metavar="FILE", default=None,
                     help="gate config (default: evalgate.yaml or [tool.evalgate] in "
                          "pyproject.toml at the rootdir)")
-    group.addoption("--evalgate-concurrency", metavar="N", type=int, default=None,
+    group.addoption("--evalgate-concurrency", metavar="N", type=parse_concurrency,
+                    default=None,
                     help="concurrent model calls (overrides the gate config)")
     group.addoption("--evalgate-samples", metavar="N", type=int, default=None,
                     help="answers per canary and config (overrides the gate config's samples)")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -94,6 +96,9 @@ class GateSession:
         self.saved_to: Path | None = None
         self.reports: list[Path] = []
         self._reports: Callable[[], list[Path]] | None = None  # being written in a thread
+        # xdist: the copy of the result the workers read (a private temporary directory), so
+        # the report folder itself only ever changes as one set
+        self.worker_result: Path | None = None
         # Resolved once per file, not per canary: realpath() is ~40 us, 2 x 2000 canaries add up.
         resolved: dict[Path, Path] = {}
         self.entries_by_file: dict[Path, list[CaseEntry]] = {}
@@ -286,38 +291,50 @@ class GateSession:
             cache = self.config.getoption("evalgate_cache") or default_cache_mode()
         except ValueError as exc:
             raise pytest.UsageError(f"evalgate: {exc}") from None
+        shard = self.config.getoption("evalgate_shard")
+
+        def publish(result: RunResult, done: Callable[[], None]) -> None:
+            if shard:
+                result.shard = f"{shard[0]}/{shard[1]}"
+            if warning:
+                result.warnings.insert(0, warning)
+            self.publish(result, done)
+
         try:
             result = run_project(self.project, set(selected),
                                  self.config.getoption("evalgate_concurrency"), self.run_id,
                                  self.baseline, cache=cache,
                                  resume=self.config.getoption("evalgate_resume"),
-                                 shard=self.config.getoption("evalgate_shard"))
+                                 shard=shard, publish=publish)
         except ConfigError as exc:  # e.g. a prompt template that fails on a case
             raise usage_error(exc) from None
-        shard = self.config.getoption("evalgate_shard")
-        if shard:
-            result.shard = f"{shard[0]}/{shard[1]}"
-        if warning:
-            result.warnings.insert(0, warning)
-        write_result(result, self.result_path)
+        self._set_result(result)
+        if result.partial:  # Ctrl-C: reports are written and say partial; pytest stops (exit 2)
+            raise KeyboardInterrupt
+
+    def publish(self, result: RunResult, done: Callable[[], None]) -> None:
+        """Write the result and the reports as one set, and the autosave; `done()` (the
+        journal's removal) only once they are all on disk. Under xdist the workers read a
+        copy of the result at once, and the reports are written while they run the items."""
         from evalgate.report import write_all
 
-        def reports() -> list[Path]:
-            return write_all(result, self.result_path.parent,
-                             step_summary=bool(os.environ.get("GITHUB_STEP_SUMMARY")))
+        if self.config.getoption("evalgate_autosave") and not result.partial:
+            self.saved_to = save_to_store(result, self.project.gate)
 
-        if self.config.pluginmanager.hasplugin("dsession") and not result.partial:
-            # xdist: written while the workers run the items (other processes), not before.
+        def reports() -> list[Path]:
+            written = write_all(result, self.report_dir, with_result=True,
+                                step_summary=bool(os.environ.get("GITHUB_STEP_SUMMARY")))
+            done()
+            return written
+
+        if self.worker_result is not None:
+            write_result(result, self.worker_result)
+        if self.worker_result is not None and not result.partial:
             from evalgate.pipeline.run import in_background
 
             self._reports = in_background(reports)
         else:
             self.reports = reports()
-        if self.config.getoption("evalgate_autosave") and not result.partial:
-            self.saved_to = save_to_store(result, self.project.gate)
-        self._set_result(result)
-        if result.partial:  # Ctrl-C: reports are written and say partial; pytest stops (exit 2)
-            raise KeyboardInterrupt
 
     def _set_result(self, result: RunResult) -> None:
         self._result = result
@@ -350,6 +367,8 @@ class GateSession:
     def pytest_sessionfinish(self) -> None:
         if self._reports is not None:  # xdist: the reports written while the items ran
             self.reports, self._reports = self._reports(), None
+        if self.worker_result is not None and not self.is_worker:
+            shutil.rmtree(self.worker_result.parent, ignore_errors=True)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or self._result is None:
@@ -411,7 +430,10 @@ class XdistHooks:
         self.done = False
 
     def pytest_configure_node(self, node: Any) -> None:
-        node.workerinput["evalgate_result"] = str(self.gate.result_path)
+        gate = self.gate
+        if gate.worker_result is None:
+            gate.worker_result = Path(tempfile.mkdtemp(prefix="evalgate-")) / RESULT_FILE
+        node.workerinput["evalgate_result"] = str(gate.worker_result)
         node.workerinput["evalgate_run_id"] = self.gate.run_id
 
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:

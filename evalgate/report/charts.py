@@ -10,10 +10,12 @@ Each chart handles 0 and 1 data points (a "no data" panel, a padded domain).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
+from markupsafe import escape as _escape
 
 from evalgate.gate.metrics import percentile
 
@@ -26,6 +28,16 @@ INK = "#111827"
 FONT = "font-family=\"system-ui,-apple-system,'Segoe UI',Roboto,sans-serif\""
 Z95 = 1.959963984540054
 MAX_PATH_POINTS = 400
+
+
+# C0/C1 controls (but tab and newline) and lone surrogates: shown as U+FFFD, never written raw
+# (a tag or canary id is untrusted text; a raw ESC or NUL in a report is worse than useless).
+CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def escape(value: object) -> Markup:
+    """markupsafe's escape of a text with its control characters made visible first."""
+    return _escape(CONTROL.sub("\ufffd", str(value)))
 
 
 def _n(x: float) -> str:

@@ -18,7 +18,6 @@ import base64
 import hashlib
 import json
 import math
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -427,8 +426,7 @@ def thousands(v: int) -> str:
     return f"{v:,}"
 
 
-# C0/C1 controls (but tab and newline) and lone surrogates: shown as U+FFFD, never written raw.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL = charts.CONTROL  # shown as U+FFFD, never written raw
 
 
 def _visible(value: object) -> object:

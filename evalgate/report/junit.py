@@ -206,7 +206,7 @@ def render_junit(result: RunResult) -> str:
     for v in result.verdicts:
         gate_props += _verdict_properties(v)
     gate = _suite(root, 1, GATE_SUITE, result, gate_props)
-    out = []
+    out = [f"warning: {w}" for w in result.warnings]  # what the verdicts rest on
     for v in result.verdicts:
         name = f"gate[{v.guardrail}]"
         case = _add(gate, "testcase", classname=GATE_CLASSNAME, name=name, time=_seconds(0.0))

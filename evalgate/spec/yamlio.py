@@ -160,10 +160,12 @@ def load_yaml(path: Path, display: str | None = None) -> tuple[Any, LineMap]:
 
 
 def load_jsonl(path: Path, display: str | None = None) -> list[tuple[int, Any]]:
-    """Each non-blank line of a JSONL file with its line number."""
+    """Each non-blank line of a JSONL file with its line number. A leading byte order mark
+    (editors on Windows write one) is not part of the first line, as in YAML."""
     display = display or str(path)
     rows: list[tuple[int, Any]] = []
-    for number, raw in enumerate(read_text(path, display).splitlines(), start=1):
+    text = read_text(path, display).removeprefix("\ufeff")
+    for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
         try:

@@ -149,7 +149,8 @@ def rate_cap(cand: np.ndarray, *, guardrail: str, cap: float, alpha: float, samp
         # never exceeds p(1-p), which makes that bound conservative for clustered draws.
         ts = _t_summary(x, alpha)
         w_low, w_high = wilson_bounds(float(x.sum()), n, alpha)
-        low, high = min(ts.low, w_low), max(ts.high, w_high)
+        # ... and a rate's interval stays inside [0, 1] (the t bound alone can leave it)
+        low, high = max(0.0, min(ts.low, w_low)), min(1.0, max(ts.high, w_high))
         null_se = math.sqrt(cap * (1 - cap) / n)
         side = "less" if worse == "higher" else "greater"
         p_value = _t_p(x, cap, side)

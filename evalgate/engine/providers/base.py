@@ -136,17 +136,19 @@ RETRYABLE_STATUSES = {408: "timeout", 409: "conflict", 425: "too_early", 429: "r
 
 
 def error_message_from(response: httpx.Response) -> str:
-    """The provider's own error message when the body has one, else the start of the body."""
+    """The provider's own error message when the body has one, else the body. Whole: the
+    executor redacts secrets from the full text first and only then shortens it (a key cut
+    in half by a shortening would no longer match)."""
     try:
         body = response.json()
     except ValueError:
-        return response.text[:200]
+        return response.text
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict):
-            return str(err.get("message") or err)[:300]
-        return str(err)[:300]
-    return str(body)[:200]
+            return str(err.get("message") or err)
+        return str(err)
+    return str(body)
 
 
 def is_context_length(response: httpx.Response) -> bool:
