@@ -147,14 +147,17 @@ def leaks(data: bytes, secret: str) -> list[str]:
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_no_piece_of_a_key_reaches_any_file_or_the_terminal(
         tmp_path: Path, leaky_url: str, xdist: list[str]) -> None:
-    cases = [{"id": f"o{at}", "prompt": f"offset {at} please",
-              "expected": {"facts": ["1 day"]}} for at in range(250, 321)]
-    cases.append({"id": "echo", "prompt": "what is it", "expected": {"facts": ["1 day"]}})
+    # The answered call first, one call at a time: 71 auth failures in a row from the start
+    # would (rightly) stop the run early after 20 of them.
+    cases = [{"id": "echo", "prompt": "what is it", "expected": {"facts": ["1 day"]}}]
+    cases += [{"id": f"o{at}", "prompt": f"offset {at} please",
+               "expected": {"facts": ["1 day"]}} for at in range(250, 321)]
     model = {"provider": "openai", "base_url": leaky_url, "model": "m", "max_retries": 0,
              "api_key_env": "EVALGATE_LEAK_KEY", "timeout_s": 10,
              "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 1.0}}
     root = write_project(tmp_path, model=model, cases=cases,
-                         gate={"canary_failures": "report", "gate": {"on_inconclusive": "pass",
+                         gate={"canary_failures": "report", "concurrency": 1,
+                               "gate": {"on_inconclusive": "pass",
                                                                      "metrics": {}}})
     summary = root / "summary.md"
     proc = start_pytest(root, "--junitxml=pytest-junit.xml", "--evalgate-autosave", "-vv",

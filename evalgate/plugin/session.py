@@ -29,10 +29,9 @@ from evalgate.gate.verdicts import blocks
 from evalgate.grading.rubrics import CaseEntry
 from evalgate.pipeline.project import Project, load_project
 from evalgate.plugin.freezing import mark_frozen
+from evalgate.plugin.nodeids import GATE_NODE, case_key, item_name, record_ids_from_nodeids
 from evalgate.report.summary import canary_problem, failure_text, summary_lines
 from evalgate.results import RESULT_FILE, Record, RunResult, read_result, write_result
-
-GATE_NODE = "evalgate"
 
 
 class CanaryFailure(Exception):
@@ -51,10 +50,6 @@ def shard_of(key: str, total: int) -> int:
     """The shard (1..total) a canary belongs to: a hash of its key, so the slice is the same
     on every machine whatever the file order or the -k selection."""
     return int(hashlib.sha256(key.encode()).hexdigest(), 16) % total + 1
-
-
-def item_name(entry: CaseEntry, sample: int, samples: int) -> str:
-    return entry.case.id if samples == 1 else f"{entry.case.id}[{sample}]"
 
 
 def with_samples(project: Project, samples: int | None) -> Project:
@@ -442,7 +437,10 @@ class XdistHooks:
         self.done = True
         if self.gate.config.option.collectonly:
             return
-        selected = record_ids_from_nodeids(self.gate, ids)
+        gate = self.gate
+        selected = record_ids_from_nodeids(
+            ids, rootpath=gate.config.rootpath.resolve(), entries_by_file=gate.entries_by_file,
+            samples=gate.samples, known_keys=gate.project.entries_by_key())
         made = self.gate.speculated
         if made is None:
             self.gate.execute(selected)
@@ -452,42 +450,6 @@ class XdistHooks:
                 "made before their collection (a plugin or conftest.py changed the selection):"
                 " the gate was decided again on the selected ones, with their calls made "
                 "again; pass the canary paths or -k to avoid the first round"))
-
-
-def case_key(item: pytest.Item) -> str | None:
-    """The canary key a test using the `evalgate_case` fixture runs on, else None."""
-    key = getattr(getattr(item, "callspec", None), "params", {}).get("evalgate_case")
-    return key if isinstance(key, str) else None
-
-
-def record_ids_from_nodeids(gate: GateSession, ids: Iterable[str]) -> list[str]:
-    """Map the node ids a worker collected back to (canary, sample) record ids."""
-    rootpath = gate.config.rootpath.resolve()
-    by_name: dict[tuple[str, str], str] = {}
-    suffixes: list[tuple[str, Path]] = []
-    for path, entries in gate.entries_by_file.items():
-        try:
-            shown = path.relative_to(rootpath).as_posix()
-        except ValueError:
-            shown = path.as_posix()
-        suffixes.append((shown, path))
-        for entry in entries:
-            for k in range(gate.samples):
-                by_name[(shown, item_name(entry, k, gate.samples))] = f"{entry.key}#{k}"
-    selected = []
-    for nodeid in ids:
-        file_part, sep, name = nodeid.partition("::")
-        if not sep or file_part == GATE_NODE:
-            continue
-        shown = next((s for s, p in suffixes if s == file_part
-                      or p.as_posix().endswith("/" + file_part)), None)
-        if shown is not None and (shown, name) in by_name:
-            selected.append(by_name[(shown, name)])
-        elif name.endswith("]") and "[" in name:  # a test using evalgate_case[<key>]
-            key = name[name.index("[") + 1:-1]
-            if key in gate.project.entries_by_key():
-                selected += [f"{key}#{k}" for k in range(gate.samples)]
-    return selected
 
 
 class CanaryFile(pytest.File):
