@@ -27,6 +27,7 @@ from evalgate.gate.compare import align_keys
 from evalgate.gate.guardrails import decide_gate, fallback_warnings, plan_guardrails, power_warnings
 from evalgate.gate.production import apply
 from evalgate.gate.sequential import SequentialGate, looks_of
+from evalgate.gate.streaming import stream_warnings
 from evalgate.gate.verdicts import overall_verdict
 from evalgate.grading.grade import GradingSummary, combine_gradings, grade, grading_phase
 from evalgate.grading.rubrics import CaseEntry
@@ -224,7 +225,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         if looks.stopped_early and not persist.partial:  # Ctrl-C saves nothing
             saved = planned - len(all_records)
     warnings = fallback_warnings(cand_records, base_records) + warnings \
-        + power_warnings(decision["verdicts"])
+        + stream_warnings(cand_records, base_records) + power_warnings(decision["verdicts"])
     warnings = reliability_notes(persist, all_records, decision) + warnings
     result = RunResult(
         evalgate_version=__version__,
