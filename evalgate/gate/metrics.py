@@ -35,8 +35,10 @@ def _per_canary_mean(records: Sequence[Record]) -> float | None:
 
 
 def stream_metrics(answered: Sequence[Record]) -> dict[str, float | None]:
-    """TTFT percentiles, p95 over calls of their mean inter-token gap, mean output rate; None
-    (never 0) when no answer was streamed."""
+    """TTFT percentiles, p95 over calls of their mean inter-token gap, mean output rate.
+    Absent (never 0) when no answer was streamed, so runs that do not stream report as before."""
+    if not any(r.streamed for r in answered):
+        return {}
     ttfts = [r.ttft_ms for r in answered if r.ttft_ms is not None]
     return {
         "ttft_p50_ms": percentile(ttfts, 50),

@@ -269,7 +269,8 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     return result
 
 
-LATENCY_METRICS = ("latency_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+LATENCY_METRICS = ("latency_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+                   "ttft_ms", "ttft_p95_ms", "tokens_per_s")
 
 
 def reliability_notes(persist: Persistence, records: list[Record],
@@ -307,7 +308,8 @@ def reliability_notes(persist: Persistence, records: list[Record],
                 f"{span})")
         notes.append(f"{len(cached)} of {len(records)} answers came from the response cache "
                      f"(.evalgate/cache), no call made: their latency is the one measured when "
-                     f"each was first made ({span}), not in this run; "
+                     f"each was first made ({span}), not in this run (so is their time to first "
+                     "token when streamed); "
                      "--evalgate-cache=off measures it again")
         for verdict in decision["verdicts"]:
             if verdict.metric in LATENCY_METRICS:
