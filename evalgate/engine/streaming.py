@@ -162,7 +162,7 @@ class AnthropicDecoder(Decoder):
 
     def feed(self, event: str | None, data: str) -> str | None:
         body = _json(data)
-        kind = body.get("type") if isinstance(body, dict) else None
+        kind = (body.get("type") if isinstance(body, dict) else None) or event
         if event == "error" or kind == "error":
             raise stream_error(body.get("error") if isinstance(body, dict) else body)
         if kind == "message_start" and isinstance(body.get("message"), dict):
