@@ -23,6 +23,12 @@ What runs where (all traffic stays on 127.0.0.1):
   child timed from outside (interpreter start and imports included, as pytest's rows are) and
   plain pytest over N empty tests (pytest's own cost per test, before any evalgate code).
 
+With ``--streaming`` it measures the streaming row instead: the same engine run with the
+model config's ``stream: true`` and without, interleaved, against one simulator profile that
+takes the same time either way (TTFT = the latency, then ``STREAM_TOKENS_PER_S``): the wall
+time ratio, and the client-side TTFT against the simulator's own (request arrival -> first
+content chunk written, from its ``/stats``), per call.
+
 It prints figures and whether the targets are met; it always exits 0 - it is not a test.
 """
 
@@ -72,6 +78,9 @@ _PYTEST_ENGINE_S = re.compile(r"HTTP attempts, ([0-9.]+)s")
 _PYTEST_TOTALS = re.compile(r"(\d+) passed")
 _PYTEST_CALLS = re.compile(r"calls: (\d+) made")
 NOOP = "pytest, no-op tests (pytest's own floor)"
+STREAM_TOKENS_PER_S = 500.0
+STREAM_WALL_TARGET = 1.05
+TTFT_ERROR_TARGET_MS = 1.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,10 +253,13 @@ def child_engine(spec: dict[str, Any]) -> dict[str, Any]:
     cpu = time.process_time() - c0
     dump = result.model_dump_json(indent=1)  # what the pytest side writes; outside the clock
     t3 = time.perf_counter()
-    return {"wall_s": t2 - t0, "cpu_s": cpu, "load_s": t1 - t0, "run_s": t2 - t1,
-            "exec_s": spans.get("exec_s", float("nan")), "dump_s": t3 - t2,
-            "dump_mb": len(dump) / 1e6, "verdict": result.verdict,
-            "answered": result.counts["answered"], "passed": result.counts["passed"]}
+    out = {"wall_s": t2 - t0, "cpu_s": cpu, "load_s": t1 - t0, "run_s": t2 - t1,
+           "exec_s": spans.get("exec_s", float("nan")), "dump_s": t3 - t2,
+           "dump_mb": len(dump) / 1e6, "verdict": result.verdict,
+           "answered": result.counts["answered"], "passed": result.counts["passed"]}
+    if spec.get("ttft"):  # the streaming row compares each call's TTFT with the server's
+        out["ttft"] = {f"{r.key}#{r.sample}": r.ttft_ms for r in result.records}
+    return out
 
 
 def timed(fn: Callable[..., Any], spans: dict[str, float]) -> Callable[..., Any]:
@@ -674,6 +686,59 @@ def bounded(value: int, low: int, high: int, name: str) -> int:
     return value
 
 
+def streaming_row(work: Path, n: int, concurrency: int, latency_ms: float, rounds: int,
+                  timeout_s: float) -> None:
+    """Engine rounds with and without `stream: true`, interleaved, on one simulator."""
+    import httpx
+    import yaml
+
+    projects = {"plain": work / "project", "stream": work / "project-stream"}
+    canary_file = write_project(projects["plain"], n, concurrency, latency_ms, "jsonl")
+    profile_path = projects["plain"] / "sim-profile.yaml"
+    profile = yaml.safe_load(profile_path.read_text())
+    profile.update(ttft_ms=latency_ms, tokens_per_s=STREAM_TOKENS_PER_S)
+    profile_path.write_text(yaml.safe_dump(profile, sort_keys=False))
+    print(f"streaming row: N={n}, concurrency={concurrency}, TTFT {latency_ms:g} ms then "
+          f"{STREAM_TOKENS_PER_S:g} tokens/s (the same server time with or without streaming),"
+          f" rounds={rounds}, cpus={os.cpu_count()}; {tree_info()}")
+    with simulator(projects["plain"], canary_file) as sim:
+        write_model(projects["plain"], sim.base_url)
+        shutil.copytree(projects["plain"], projects["stream"])
+        model_path = projects["stream"] / "models" / "candidate.yaml"
+        model = yaml.safe_load(model_path.read_text())
+        model_path.write_text(yaml.safe_dump({**model, "stream": True}, sort_keys=False))
+        specs = {}
+        for name, root in projects.items():
+            specs[name] = work / f"engine-{name}.json"
+            specs[name].write_text(json.dumps({"project": str(root), "ttft": name == "stream"}))
+        walls: dict[str, list[float]] = {"plain": [], "stream": []}
+        errors: list[float] = []
+        measure_child("engine", specs["plain"], work, sim, n, timeout_s)  # warm-up
+        for r in range(1, rounds + 1):
+            for name in ("plain", "stream"):
+                out = measure_child("engine", specs[name], work, sim, n, timeout_s)
+                if out.error:
+                    raise RuntimeError(out.error)
+                walls[name].append(out.wall_s)
+                print(f"round {r}: {name:<7} {out.wall_s:8.3f} s", flush=True)
+                if name == "stream":
+                    sent = httpx.get(f"{sim.base_url}/stats").json().get("streams", {})
+                    errors += [ttft - sent[k] for k, ttft in out.extra["ttft"].items()
+                               if ttft is not None and k in sent]
+    if not errors:
+        raise RuntimeError("no streamed call could be matched with the simulator's log")
+    ratio = statistics.median(walls["stream"]) / statistics.median(walls["plain"])
+    q = statistics.quantiles(errors, n=100)
+    print(f"wall time (median of {rounds}): plain {statistics.median(walls['plain']):.3f} s, "
+          f"streaming {statistics.median(walls['stream']):.3f} s: x{ratio:.3f} "
+          f"(target <= x{STREAM_WALL_TARGET:.2f}: "
+          f"{'met' if ratio <= STREAM_WALL_TARGET else 'NOT met'})")
+    p50 = statistics.median(errors)
+    print(f"client TTFT - simulator TTFT over {len(errors)} calls: p50 {p50:.3f} ms, "
+          f"p95 {q[94]:.3f} ms, p99 {q[98]:.3f} ms (target p50 < {TTFT_ERROR_TARGET_MS:g} ms: "
+          f"{'met' if p50 < TTFT_ERROR_TARGET_MS else 'NOT met'})")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--n", type=int, default=2000, help="synthetic canaries (calls per run)")
@@ -691,6 +756,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "cost; on: rounds after the first read it)")
     p.add_argument("--quick", action="store_true",
                    help="a short check: N=500, one round (figures are indicative only)")
+    p.add_argument("--streaming", action="store_true",
+                   help="the streaming row: stream: true vs not at the same latency, and the "
+                        "client's TTFT against the simulator's send times")
     p.add_argument("--child", choices=("raw", "engine"), help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
     p.add_argument("--profile-out", help=argparse.SUPPRESS)
@@ -718,6 +786,14 @@ def main(argv: list[str] | None = None) -> int:
     floors = [pool_name] + ([lanes_name] if per_client < concurrency else [])
     work = Path(tempfile.mkdtemp(prefix="evalgate-bench-"))
     project = work / "project"
+    if args.streaming:
+        try:
+            streaming_row(work, n, concurrency, args.latency_ms, rounds, child_timeout)
+        except Exception as exc:  # a benchmark reports, it does not fail the caller
+            print(f"benchmark aborted: {type(exc).__name__}: {exc}")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     if third_party_plugin_opt_outs():
         print("note: pytest runs with -p no:hypothesispytest (a dev-only plugin, see "
               "third_party_plugin_opt_outs)")

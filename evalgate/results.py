@@ -109,6 +109,15 @@ class Record(BaseModel):
     retryable: bool | None = None
     throttled_ms: float = 0.0
     answered_by: str | None = None
+    # Streaming (`stream: true`), from the client's clock on the answering attempt, throttled
+    # time excluded: None when the call was not asked to stream, False when the server ignored
+    # it and sent plain JSON (no timing then); time to first content token, mean and p95 gap
+    # between content chunks, output tokens after the first per second.
+    streamed: bool | None = None
+    ttft_ms: float | None = None
+    itl_ms: float | None = None
+    itl_p95_ms: float | None = None
+    tokens_per_s: float | None = None
 
     @property
     def record_id(self) -> str:

@@ -87,7 +87,7 @@ def test_compute_counts() -> None:
     assert counts == {
         "calls": 6, "answered": 4, "errors": 2, "graded": 4, "passed": 2, "hallucinations": 1,
         "retried_calls": 2, "attempts": 1 + 2 + 1 + 1 + 3 + 1, "usage_estimated": 1,
-        "canaries": 5, "throttled_ms": 0, "fallback_answers": 0,
+        "canaries": 5, "throttled_ms": 0, "fallback_answers": 0, "streamed": 0,
     }
 
 

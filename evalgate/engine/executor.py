@@ -30,6 +30,7 @@ from evalgate.engine.providers import (
     make_provider,
 )
 from evalgate.engine.providers.base import TRUNCATED_FINISH, rate_limit_pause_s
+from evalgate.engine.streaming import StreamingProvider, stream_fields
 from evalgate.engine.throttling import THROTTLE_CLASSES, AdaptiveLimit, RateLimiter, RetryPolicy
 from evalgate.results import Attempt, Record
 from evalgate.spec.config import LoadedModel
@@ -157,7 +158,8 @@ def falls_back(error: ProviderError | None) -> bool:
 
 
 class Executor:
-    def __init__(self, model: LoadedModel, provider: HttpProvider | CallableProvider,
+    def __init__(self, model: LoadedModel,
+                 provider: HttpProvider | CallableProvider | StreamingProvider,
                  concurrency: int, seed: int = 0, fallback: Executor | None = None) -> None:
         if concurrency < 1:  # no attempt could ever take a slot: a hang, not a run
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -184,6 +186,9 @@ class Executor:
         async with asyncio.timeout(budget_s):
             if isinstance(self.provider, CallableProvider):
                 return await self.provider.invoke(call)
+            if isinstance(self.provider, StreamingProvider):
+                return await self.provider.send(client, call, self.policy.timeout_s, in_body,
+                                                self.gate.pause)
             request = self.provider.build(call)
             response = await client.send(
                 client.build_request(request.method, request.url, headers=request.headers,
@@ -302,7 +307,8 @@ class Executor:
                       input_tokens=tokens_in, output_tokens=tokens_out,
                       usage_estimated=estimated,
                       cost_usd=answerer.pricing.cost(tokens_in, tokens_out),
-                      latency_ms=out.latency_s * 1000, answered_by=answered_by)
+                      latency_ms=out.latency_s * 1000, answered_by=answered_by,
+                      **stream_fields(reply, tokens_out))
         if reply.finish_reason in TRUNCATED_FINISH:  # a cut-off answer is not an answer
             return scrub(Record(ok=False, error_class="max_tokens", retryable=False,
                                 error_message=f"the answer was cut off at the token limit "

@@ -188,6 +188,9 @@ class Journal:
 # -- the response cache --------------------------------------------------------------------
 
 
+STREAM_FIELDS = ("streamed", "ttft_ms", "itl_ms", "itl_p95_ms", "tokens_per_s")
+
+
 def model_identity(model: LoadedModel) -> dict[str, Any]:
     """What about a model config decides its answers. Headers (an organisation, a beta flag)
     and the API key's account can change an answer too: they count as a hash of the header
@@ -212,6 +215,8 @@ def model_identity(model: LoadedModel) -> dict[str, Any]:
         ident["callable"] = cfg.callable
     elif cfg.provider == "sim" and cfg.sim is not None:
         ident["sim"] = cfg.sim.model_dump(mode="json")
+    if cfg.stream:  # a streamed answer carries its TTFT: never served from a plain one
+        ident["stream"] = True
     return ident
 
 
@@ -354,6 +359,8 @@ class ResponseCache:
                  "input_tokens": record.input_tokens, "output_tokens": record.output_tokens,
                  "usage_estimated": record.usage_estimated, "latency_ms": record.latency_ms,
                  "route": record.route, "model": record.model}
+        if record.streamed is not None:  # the stream's timing, measured when it was made
+            value.update(record.model_dump(include=set(STREAM_FIELDS)))
         measured = datetime.now(UTC).isoformat(timespec="seconds")
         self.pending.append((key, json.dumps(value), measured))
         if len(self.pending) >= CACHE_BATCH:
@@ -391,7 +398,8 @@ def cached_record(model: LoadedModel, call: PlannedCall, label: str,
                   usage_estimated=bool(value.get("usage_estimated")), cost_usd=cost,
                   latency_ms=value.get("latency_ms"), route=value.get("route"),
                   model=value.get("model"), cached=True,
-                  cached_at=value.get("measured_at"))
+                  cached_at=value.get("measured_at"),
+                  **{k: value[k] for k in STREAM_FIELDS if k in value})
 
 
 # -- the wrapper around the executor -------------------------------------------------------

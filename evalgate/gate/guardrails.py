@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evalgate.gate.metrics import compute_metrics
+from evalgate.gate.streaming import no_stream_reason
 from evalgate.gate.verdicts import judge_metric, overall_verdict
 from evalgate.results import GuardrailVerdict, Record, ThresholdOut
 from evalgate.spec.config import TESTED_BOUNDS, GateSettings
@@ -42,7 +43,8 @@ def plan_guardrails(settings: GateSettings, has_baseline: bool) -> list[Guardrai
         value = getattr(threshold, bound)
         worse = "higher" if bound == "max" else "lower"
         kind = {"latency_p95_ms": "p95_slo", "cost_per_request_usd": "cost_budget",
-                "cost_per_1k_usd": "cost_budget"}.get(metric, "rate_cap")
+                "cost_per_1k_usd": "cost_budget", "ttft_p95_ms": "p95_slo",
+                "tokens_per_s": "throughput_floor"}.get(metric, "rate_cap")
         plan.append(Guardrail(metric, metric, kind, value, worse))
     if has_baseline:
         margins = settings.vs_baseline
@@ -53,6 +55,8 @@ def plan_guardrails(settings: GateSettings, has_baseline: bool) -> list[Guardrai
             ("latency_ratio", "latency_ms", "latency_gm_ratio", "higher"),
             ("p95_ratio", "latency_p95_ms", "p95_ratio", "higher"),
             ("score", "score", "score_vs_baseline", "lower"),
+            ("ttft_ratio", "ttft_ms", "latency_gm_ratio", "higher"),
+            ("ttft_p95_ratio", "ttft_p95_ms", "p95_ratio", "higher"),
         ):
             margin = getattr(margins, field)
             if margin is not None:
@@ -110,7 +114,12 @@ EXTRACT: dict[str, Extract] = {
     "cost_per_request_usd": lambda r: r.cost_usd if r.ok else None,
     "cost_per_1k_usd": lambda r: None if not r.ok or r.cost_usd is None else r.cost_usd * 1000,
     "score": lambda r: r.score,
+    "ttft_ms": lambda r: r.ttft_ms if r.ok else None,
+    "ttft_p95_ms": lambda r: r.ttft_ms if r.ok else None,
+    "tokens_per_s": lambda r: r.tokens_per_s if r.ok else None,
 }
+# guardrail metrics that read the same per-canary values: extracted once
+SAME_VALUES = {"latency_p95_ms": "latency_ms", "ttft_p95_ms": "ttft_ms"}
 
 
 def per_canary(records: Sequence[Record], extract: Extract) -> dict[str, float]:
@@ -167,6 +176,9 @@ def _evidence(g: Guardrail, cand: np.ndarray, base: np.ndarray | None, settings:
     if g.kind == "cost_budget":
         return stats.cost_budget(cand, guardrail=g.name, budget=g.bound, alpha=alpha,
                                  samples=samples)
+    if g.kind == "throughput_floor":
+        return stats.throughput_floor(cand, guardrail=g.name, floor=g.bound, alpha=alpha,
+                                      samples=samples)
     assert base is not None
     if g.kind == "rate_vs_baseline":
         return stats.compare_rate(cand, base, guardrail=g.name, margin=g.bound, alpha=alpha,
@@ -190,7 +202,7 @@ def _evidence(g: Guardrail, cand: np.ndarray, base: np.ndarray | None, settings:
 
 def to_verdict(g: Guardrail, ev: Any) -> GuardrailVerdict:
     threshold = None
-    if g.kind in ("rate_cap", "p95_slo", "cost_budget"):
+    if g.kind in ("rate_cap", "p95_slo", "cost_budget", "throughput_floor"):
         threshold = ThresholdOut(max=g.bound) if g.worse == "higher" else ThresholdOut(min=g.bound)
     return GuardrailVerdict(
         guardrail=g.name, metric=g.metric, kind=ev.kind, test=ev.test, value=ev.estimate,
@@ -223,8 +235,7 @@ def evaluate(settings: GateSettings, plan: list[Guardrail], cand_records: Sequen
             verdicts[g.name] = judge_metric(g.metric, metrics.get(g.metric), threshold.min,
                                             threshold.max)
             continue
-        # latency_ms and latency_p95_ms read the same values: extract each once
-        same = "latency_ms" if g.metric == "latency_p95_ms" else g.metric
+        same = SAME_VALUES.get(g.metric, g.metric)
         if same not in values:
             values[same] = (per_canary(cand_records, EXTRACT[g.metric]),
                             per_canary(base_records, EXTRACT[g.metric])
@@ -235,7 +246,8 @@ def evaluate(settings: GateSettings, plan: list[Guardrail], cand_records: Sequen
         else:
             cand, base = paired(cand_values, base_values)
         if len(cand) == 0:
-            verdicts[g.name] = no_data(g, samples)
+            why = no_stream_reason(g.metric, cand_records, base_records)
+            verdicts[g.name] = undecidable(g, samples, 0, why) if why else no_data(g, samples)
             continue
         try:
             tested.append((g, _evidence(g, cand, base, settings, samples)))

@@ -25,6 +25,30 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _per_canary_mean(records: Sequence[Record]) -> float | None:
+    """Mean over canaries of each canary's mean tokens/s: canaries weigh alike (clustered)."""
+    by_key: dict[str, list[float]] = {}
+    for r in records:
+        if r.tokens_per_s is not None:
+            by_key.setdefault(r.key, []).append(r.tokens_per_s)
+    return _mean([sum(v) / len(v) for v in by_key.values()])
+
+
+def stream_metrics(answered: Sequence[Record]) -> dict[str, float | None]:
+    """TTFT percentiles, p95 over calls of their mean inter-token gap, mean output rate.
+    Absent (never 0) when no answer was streamed, so runs that do not stream report as before."""
+    if not any(r.streamed for r in answered):
+        return {}
+    ttfts = [r.ttft_ms for r in answered if r.ttft_ms is not None]
+    return {
+        "ttft_p50_ms": percentile(ttfts, 50),
+        "ttft_p95_ms": percentile(ttfts, 95),
+        "ttft_p99_ms": percentile(ttfts, 99),
+        "itl_p95_ms": percentile([r.itl_ms for r in answered if r.itl_ms is not None], 95),
+        "tokens_per_s_mean": _per_canary_mean(answered),
+    }
+
+
 def compute_metrics(records: Sequence[Record]) -> tuple[dict[str, float | None], dict[str, int]]:
     answered = [r for r in records if r.ok]
     latencies = [r.latency_ms for r in answered if r.latency_ms is not None]
@@ -43,6 +67,7 @@ def compute_metrics(records: Sequence[Record]) -> tuple[dict[str, float | None],
         "error_rate": (len(records) - len(answered)) / len(records) if records else None,
         "hallucination_rate": _mean([float(bool(r.hallucination)) for r in graded]),
         "pass_rate": _mean([float(bool(r.passed)) for r in graded]),
+        **stream_metrics(answered),
     }
     counts = {
         "calls": len(records),
@@ -57,5 +82,6 @@ def compute_metrics(records: Sequence[Record]) -> tuple[dict[str, float | None],
         "canaries": len({r.key for r in records}),
         "throttled_ms": round(sum(r.throttled_ms for r in records)),
         "fallback_answers": sum(1 for r in answered if r.answered_by),
+        "streamed": sum(1 for r in answered if r.streamed),
     }
     return metrics, counts

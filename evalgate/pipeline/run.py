@@ -29,6 +29,7 @@ from evalgate.gate.compare import align_keys
 from evalgate.gate.guardrails import decide_gate, fallback_warnings, plan_guardrails, power_warnings
 from evalgate.gate.production import apply
 from evalgate.gate.sequential import SequentialGate, looks_of
+from evalgate.gate.streaming import stream_warnings
 from evalgate.gate.verdicts import overall_verdict
 from evalgate.grading.grade import GradingSummary, combine_gradings, grade, grading_phase
 from evalgate.grading.rubrics import CaseEntry
@@ -244,7 +245,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         if looks.stopped_early and not persist.partial:  # Ctrl-C saves nothing
             saved = planned - len(all_records)
     warnings = fallback_warnings(cand_records, base_records) + warnings \
-        + power_warnings(decision["verdicts"])
+        + stream_warnings(cand_records, base_records) + power_warnings(decision["verdicts"])
     warnings = reliability_notes(persist, all_records, decision) + early_stop_notes(
         all_records) + warnings
     result = RunResult(
@@ -302,7 +303,8 @@ def early_stop_notes(records: list[Record]) -> list[str]:
     return [f"{len(stopped)} of {len(records)} calls were not made: {reason}"]
 
 
-LATENCY_METRICS = ("latency_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+LATENCY_METRICS = ("latency_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+                   "ttft_ms", "ttft_p95_ms", "tokens_per_s")
 
 
 def reliability_notes(persist: Persistence, records: list[Record],
@@ -343,7 +345,8 @@ def reliability_notes(persist: Persistence, records: list[Record],
                 f"{span})")
         notes.append(f"{len(cached)} of {len(records)} answers came from the response cache "
                      f"(.evalgate/cache), no call made: their latency is the one measured when "
-                     f"each was first made ({span}), not in this run; "
+                     f"each was first made ({span}), not in this run (so is their time to first "
+                     "token when streamed); "
                      "--evalgate-cache=off measures it again")
         for verdict in decision["verdicts"]:
             if verdict.metric in LATENCY_METRICS:

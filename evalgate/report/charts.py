@@ -137,14 +137,15 @@ def _ecdf_points(values: Sequence[float]) -> list[tuple[float, float]]:
     return [(ordered[i], (i + 1) / n) for i in idx]
 
 
-def latency_cdf(uid: str, series: Sequence[tuple[str, Sequence[float]]]) -> Markup:
-    """Empirical CDF of per-call latency, one curve per config, p50/p95/p99 marked on each."""
-    title = "Latency distribution (empirical CDF)"
+def latency_cdf(uid: str, series: Sequence[tuple[str, Sequence[float]]],
+                title: str = "Latency distribution (empirical CDF)",
+                empty: str = "no latency data: no call was answered") -> Markup:
+    """Empirical CDF of per-call latency (or TTFT), one curve per config, p50/p95/p99 marked."""
     data = [(name, [v for v in values if math.isfinite(v) and v >= 0])
             for name, values in series]
     data = [(name, values) for name, values in data if values]
     if not data:
-        return no_data(uid, title, "no latency data: no call was answered")
+        return no_data(uid, title, empty)
     width, height = 680, 320
     left, right, top, bottom = 58, 20, 14, 44
     everything = [v for _, values in data for v in values]

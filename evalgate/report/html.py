@@ -194,6 +194,8 @@ def answer(r: Record, max_chars: int) -> Answer:
     meta = []
     if r.latency_ms is not None:
         meta.append(ms(r.latency_ms))
+    if r.ttft_ms is not None:
+        meta.append(f"TTFT {ms(r.ttft_ms)}")
     if r.input_tokens is not None or r.output_tokens is not None:
         est = " est." if r.usage_estimated else ""
         meta.append(f"{r.input_tokens if r.input_tokens is not None else '?'} in / "
@@ -469,12 +471,15 @@ def render_html(result: RunResult, *, max_answer_chars: int = MAX_ANSWER_CHARS,
     outcome_counts = Counter(f for c in items for f in c.flags.split())
 
     base_name = "baseline"
-    cand_latency = [r.latency_ms for r in result.records if r.ok and r.latency_ms is not None]
-    base_latency = [r.latency_ms for r in result.baseline_records
-                    if r.ok and r.latency_ms is not None]
-    series: list[tuple[str, Sequence[float]]] = [("candidate", cand_latency)]
-    if has_baseline:
-        series.append((base_name, base_latency))
+
+    def series(field: str) -> list[tuple[str, Sequence[float]]]:
+        """One config's per-call values of `field` (answered calls) per curve."""
+        out = [(name, [v for r in recs if r.ok and (v := getattr(r, field)) is not None])
+               for name, recs in (("candidate", result.records), (base_name,
+                                                                   result.baseline_records))]
+        return out if has_baseline else out[:1]
+
+    ttft = series("ttft_ms")
     forest_rows = [
         charts.ForestRow(label=v.guardrail, verdict=v.verdict,
                          estimate=v.effect, low=v.ci_low, high=v.ci_high, limit=limit_of(v),
@@ -495,7 +500,9 @@ def render_html(result: RunResult, *, max_answer_chars: int = MAX_ANSWER_CHARS,
         for s in tags[:MAX_TAGS_CHARTED]]
     level_pct = f"{100 * (1 - 2 * result.alpha):g}%"
     chart_svgs = {
-        "latency": charts.latency_cdf("chart-latency", series),
+        "latency": charts.latency_cdf("chart-latency", series("latency_ms")),
+        "ttft": charts.latency_cdf("chart-ttft", ttft, "Time to first token (empirical CDF)")
+        if any(values for _, values in ttft) else None,
         "forest": charts.forest("chart-forest", forest_rows, level_pct),
         "cost": charts.bars("chart-cost", "Cost per 1,000 requests",
                             [("candidate", result.metrics.get("cost_per_1k_usd"))]

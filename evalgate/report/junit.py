@@ -138,6 +138,8 @@ def _finish(suite: ET.Element, out: list[str], time_s: float | None) -> None:
 
 def _record_facts(record: Record) -> str:
     facts = [f"latency {fmt('latency_ms', record.latency_ms)}"]
+    if record.ttft_ms is not None:
+        facts.append(f"ttft {fmt('ttft_ms', record.ttft_ms)}")
     if record.input_tokens is not None or record.output_tokens is not None:
         estimated = " (estimated)" if record.usage_estimated else ""
         facts.append(f"tokens {record.input_tokens} in / {record.output_tokens} out{estimated}")

@@ -52,6 +52,13 @@ class SimStats:
         self.in_flight = 0  # changed only on the server's loop
         self._max_in_flight = 0
         self._log: collections.deque[SimRequest] = collections.deque(maxlen=self.LOG_SIZE)
+        self._streams: dict[str, float] = {}  # "<key>#<sample>" -> the server's own TTFT, ms
+
+    def record_stream(self, case: str, ttft_ms: float) -> None:
+        """The time from a streamed request's arrival to its first content chunk's write, as
+        the server measured it (benchmarks compare the client's TTFT with it)."""
+        with self._lock:
+            self._streams[case] = ttft_ms
 
     def record(self, route: str, model: str | None, outcome: str, prompt_tokens: int = 0,
                completion_tokens: int = 0, case: str | None = None) -> None:
@@ -95,6 +102,7 @@ class SimStats:
             self._cases = {}
             self._max_in_flight = self.in_flight
             self._log.clear()
+            self._streams = {}
 
     @property
     def total(self) -> int:
@@ -149,4 +157,5 @@ class SimStats:
                 "outcomes": dict(self._outcomes),
                 "cases": dict(self._cases),
                 "max_in_flight": self._max_in_flight,
+                **({"streams": dict(self._streams)} if self._streams else {}),
             }

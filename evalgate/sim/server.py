@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import itertools
 import json
-import math
 import random
 import threading
 import time
@@ -52,6 +51,7 @@ from evalgate.sim.faults import (
 )
 from evalgate.sim.http import _MAX_BODY, _READ_CHUNK, _dumps, _Headers, _keep_alive, _response
 from evalgate.sim.judge import judge_reply
+from evalgate.sim.streaming import StreamPlan, has_stream_faults, stream_draws, timing
 from evalgate.sim.wire import _ROUTES, _AnthropicRoute, _BadRequest, _empty_answer, _Result, _Route
 from evalgate.spec.sim_profile import SimProfile
 
@@ -268,9 +268,11 @@ class SimServer:
                     except _Sever as fault:
                         await fault.apply(writer)
                         break
-                writer.write(
-                    _response(status, headers, payload, keep_alive, request.method != b"HEAD")
-                )
+                if isinstance(payload, StreamPlan):
+                    await payload.write(writer, headers, keep_alive, self.stats)
+                else:
+                    writer.write(_response(status, headers, payload, keep_alive,
+                                           request.method != b"HEAD"))
                 if writer.transport.get_write_buffer_size() > _READ_CHUNK:
                     await writer.drain()
                 if not keep_alive:
@@ -320,7 +322,8 @@ class SimServer:
             elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                 return None, None
 
-    async def _dispatch(self, request: h11.Request, body: bytes) -> tuple[int, _Headers, bytes]:
+    async def _dispatch(self, request: h11.Request, body: bytes
+                        ) -> tuple[int, _Headers, bytes | StreamPlan]:
         path = request.target.split(b"?", 1)[0].decode("latin-1")
         method = request.method
         route = _ROUTES.get(path)
@@ -415,7 +418,7 @@ class SimServer:
 
     async def _complete(
         self, route: _Route, headers: dict[bytes, bytes], raw: bytes
-    ) -> tuple[int, _Headers, bytes]:
+    ) -> tuple[int, _Headers, bytes | StreamPlan]:
         """The simulation proper, in the documented order of decisions."""
         model: str | None = None
         try:
@@ -487,7 +490,8 @@ class SimServer:
         stream_key = f"{profile.seed}\x1f{model_name}\x1f{digest}\x1f{sample}"
         # Skipping the fault stream when no fault can fire changes no outcome; it only
         # saves seeding a Random on the hot path of latency-only benchmarks.
-        faults = _rng(f"fault\x1f{stream_key}\x1f{attempt}") if _has_faults(profile) else None
+        faults = (_rng(f"fault\x1f{stream_key}\x1f{attempt}")
+                  if _has_faults(profile) or has_stream_faults(profile) else None)
         if faults is not None and profile.fault_cases is not None:
             key_hdr = headers.get(b"x-evalgate-case")
             target = self._find_case(key_hdr.decode("utf-8", "replace") if key_hdr else None,
@@ -518,6 +522,7 @@ class SimServer:
             stall_body = faults.random() < profile.stall_body_rate
             invalid = faults.random() < profile.invalid_json_rate
             empty = faults.random() < profile.empty_choices_rate
+        streaming, draws = call.stream and not profile.ignore_stream, stream_draws(profile, faults)
 
         hallucinate = False
         answer_rng: random.Random | None = None
@@ -548,16 +553,19 @@ class SimServer:
         outcome = ("timeout" if stalled else "reset" if reset else "stall_body" if stall_body
                    else "malformed" if malformed else "invalid_json" if invalid
                    else "empty_choices" if empty else "ok")
+        if streaming and outcome == "ok" and draws.fault:
+            outcome = f"stream_{draws.fault}"
         self.stats.record(route.name, call.model, outcome, prompt_tokens, completion_tokens,
                           case=f"{case.key if case is not None else '?'}#{sample}")
 
-        delay_ms = profile.latency_ms
-        if profile.latency_sigma > 0:
-            delay_ms *= math.exp(profile.latency_sigma * z)
-        if spiked:
-            delay_ms += profile.spike_ms
-        delay_ms += profile.ms_per_output_token * completion_tokens
-        delay = delay_ms / 1000.0 + (profile.stall_s if stalled else 0.0)
+        first_s, per_token_s = timing(profile, z, spiked, draws)
+        first_s += profile.stall_s if stalled else 0.0
+        if streaming and not reset:
+            result = _Result(answer, prompt_tokens, completion_tokens, truncated, next(self._ids))
+            return 200, limit_headers, StreamPlan(
+                route.name, call, result, profile, first_s, per_token_s, draws.fault,
+                f"{case.key if case is not None else '?'}#{sample}")
+        delay = first_s + per_token_s * completion_tokens
         if profile.capacity is not None:
             await self._occupy(model_name, profile.capacity, delay)
         elif delay > 0:

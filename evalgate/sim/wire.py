@@ -24,6 +24,8 @@ class _Call:
     user_text: str
     max_tokens: int | None
     sample: str | None
+    stream: bool = False  # answer as a stream (evalgate/sim/streaming.py)
+    include_usage: bool = False  # OpenAI's stream_options.include_usage: a final usage chunk
 
 
 @dataclass(slots=True)
@@ -95,6 +97,14 @@ def _sample_from_body(body: dict[str, Any]) -> str | None:
     return None if seed is None else str(seed)
 
 
+def _streaming(call: _Call, body: dict[str, Any]) -> _Call:
+    """The call with the request's streaming switch (and OpenAI's usage option) read."""
+    options = body.get("stream_options")
+    call.stream = body.get("stream") is True
+    call.include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    return call
+
+
 def _empty_answer(out: dict[str, Any]) -> dict[str, Any]:
     """A success body with nothing in it: no choices / content blocks / output text."""
     for key in ("choices", "content"):
@@ -145,19 +155,17 @@ class _OpenAIRoute(_Route):
     name = "/v1/chat/completions"
 
     def parse(self, body: dict[str, Any]) -> _Call:
-        if body.get("stream"):
-            raise _BadRequest("stream=true is not supported by the evalgate simulator")
         texts, last_user = _messages(body)
         limit = body.get("max_completion_tokens")
         if limit is None:
             limit = body.get("max_tokens")
-        return _Call(
+        return _streaming(_Call(
             _model_field(body),
             "\n".join(texts),
             last_user,
             _max_tokens(limit),
             _sample_from_body(body),
-        )
+        ), body)
 
     def success(self, call: _Call, res: _Result, profile: SimProfile) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -203,13 +211,13 @@ class _AnthropicRoute(_Route):
         system = body.get("system")
         if system is not None:
             texts.insert(0, _content_text(system))
-        return _Call(
+        return _streaming(_Call(
             _model_field(body),
             "\n".join(texts),
             last_user,
             _max_tokens(body.get("max_tokens")),
             _sample_from_body(body),
-        )
+        ), body)
 
     def success(self, call: _Call, res: _Result, profile: SimProfile) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -242,13 +250,13 @@ class _GenerateRoute(_Route):
         prompt = body.get("prompt")
         if not isinstance(prompt, str):
             raise _BadRequest("'prompt' must be a string")
-        return _Call(
+        return _streaming(_Call(
             _model_field(body),
             prompt,
             prompt,
             _max_tokens(body.get("max_tokens")),
             _sample_from_body(body),
-        )
+        ), body)
 
     def success(self, call: _Call, res: _Result, profile: SimProfile) -> dict[str, Any]:
         out: dict[str, Any] = {"output": {"text": res.answer}}

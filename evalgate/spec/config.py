@@ -39,6 +39,13 @@ METRICS: dict[str, str] = {
     "error_rate": "lower is better",
     "hallucination_rate": "lower is better",
     "pass_rate": "higher is better",
+    # streaming calls only (`stream: true`): time to first token, inter-token gap, output rate
+    "ttft_p50_ms": "lower is better",
+    "ttft_p95_ms": "lower is better",
+    "ttft_p99_ms": "lower is better",
+    "itl_p95_ms": "lower is better",
+    "tokens_per_s_mean": "higher is better",
+    "tokens_per_s": "higher is better",
 }
 
 CONFIG_FILE_NAMES = ("evalgate.yaml", "evalgate.yml")
@@ -66,7 +73,8 @@ class Threshold(Strict):
 MetricName = Literal[
     "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "cost_per_request_usd",
     "cost_per_1k_usd", "tokens_in_mean", "tokens_out_mean", "error_rate", "hallucination_rate",
-    "pass_rate",
+    "pass_rate", "ttft_p50_ms", "ttft_p95_ms", "ttft_p99_ms", "itl_p95_ms", "tokens_per_s_mean",
+    "tokens_per_s",
 ]
 assert set(get_args(MetricName)) == set(METRICS)
 
@@ -79,6 +87,8 @@ TESTED_BOUNDS: dict[str, str] = {
     "latency_p95_ms": "max",
     "cost_per_request_usd": "max",
     "cost_per_1k_usd": "max",
+    "ttft_p95_ms": "max",
+    "tokens_per_s": "min",
 }
 
 
@@ -91,6 +101,9 @@ class VsBaseline(Strict):
     latency_ratio: float | None = Field(1.10, ge=1)              # geometric mean, per canary
     p95_ratio: float | None = Field(1.25, ge=1)                  # Harrell-Davis p95
     score: float | None = Field(None, ge=0, le=1)                # drop in mean rubric score
+    # streaming only, off unless set: time to first token (geometric mean; Harrell-Davis p95)
+    ttft_ratio: float | None = Field(None, ge=1)
+    ttft_p95_ratio: float | None = Field(None, ge=1)
 
 
 class SequentialSettings(Strict):
@@ -189,6 +202,18 @@ class RateLimit(Strict):
         return self
 
 
+class HttpStream(Strict):
+    """A streaming in-house endpoint: SSE events or NDJSON lines, each a JSON object with the
+    answer's next piece at `text_path`; `done_path` (when given) marks the last chunk, so a
+    stream that ends without it is cut off. SSE's `data: [DONE]` always ends the stream."""
+
+    format: Literal["sse", "ndjson"] = "sse"
+    text_path: str = "text"
+    done_path: str | None = None
+    input_tokens_path: str | None = None
+    output_tokens_path: str | None = None
+
+
 class HttpSpec(Strict):
     """A generic in-house endpoint: a jinja2 request body template and paths into the reply."""
 
@@ -199,6 +224,8 @@ class HttpSpec(Strict):
     text_path: str = "text"
     input_tokens_path: str | None = None
     output_tokens_path: str | None = None
+    # `stream: true` on the model config: how the endpoint streams (None: SSE, `text` per chunk)
+    stream: HttpStream | None = None
     auth_header: str = "Authorization"
     auth_scheme: str = "Bearer"
 
@@ -234,6 +261,10 @@ class ModelConfig(Strict):
     callable: str | None = None
     sim: SimProfile | None = None
     fallback: str | None = None  # another model config (path from this file) for failed calls
+    # Stream the answer (SSE / NDJSON) to measure time to first token and tokens/s; a
+    # stream with no chunk for stream_idle_timeout_s is `stalled_stream`.
+    stream: bool = False
+    stream_idle_timeout_s: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")
     def _provider_needs(self) -> ModelConfig:
@@ -255,6 +286,14 @@ class ModelConfig(Strict):
             raise field_error("callable", "'callable' must look like 'package.module:function'")
         if self.sim is not None and self.provider != "sim":
             raise field_error("sim", "'sim' (a simulator profile) only goes with provider 'sim'")
+        if "stream" in self.params:
+            raise field_error("params", "'params.stream' is not a free-form parameter: set "
+                              "'stream: true' at the top level of the model config (evalgate "
+                              "then parses the stream and measures time to first token)")
+        if self.stream and self.provider == "callable":
+            raise field_error("stream", "provider 'callable' cannot stream: it returns the whole "
+                              "answer, so there is no time to first token to measure; remove "
+                              "'stream'")
         return self
 
     @property
@@ -288,6 +327,10 @@ class LoadedModel:
         )
         payload["system_prompt"] = self.system_prompt
         payload["prompt_template"] = self.prompt_template
+        if not self.config.stream:  # only then: configs that do not stream keep their fingerprint
+            del payload["stream"], payload["stream_idle_timeout_s"]
+            if isinstance(payload.get("http"), dict) and payload["http"].get("stream") is None:
+                del payload["http"]["stream"]
         if self.fallback is not None:  # only then: configs without one keep their fingerprint
             payload["fallback"] = self.fallback.fingerprint()
         return digest(payload)

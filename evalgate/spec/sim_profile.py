@@ -55,3 +55,16 @@ class SimProfile(BaseModel):
     invalid_json_rate: float = Field(0.0, ge=0, le=1)  # a 200 whose body is not JSON
     empty_choices_rate: float = Field(0.0, ge=0, le=1)  # a 200 with no choices / content
     fault_cases: list[str] | None = None  # canary keys the faults hit (None: every request)
+    # Streaming (`stream: true` requests): time to first token (lognormal median and sigma;
+    # None: the latency draw above is the TTFT), the output rate after it (None:
+    # ms_per_output_token), and faults in the middle of a stream: the stream ends without its
+    # terminator (cut), an error event of `stream_error_type`, or no chunk for stall_s.
+    # A request that does not stream takes the same time as the whole stream would.
+    ttft_ms: float | None = Field(None, ge=0)
+    ttft_sigma: float = Field(0.0, ge=0)
+    tokens_per_s: float | None = Field(None, gt=0)
+    stream_cut_rate: float = Field(0.0, ge=0, le=1)
+    stream_error_rate: float = Field(0.0, ge=0, le=1)
+    stream_error_type: str = "overloaded_error"
+    stream_stall_rate: float = Field(0.0, ge=0, le=1)
+    ignore_stream: bool = False  # answer streaming requests with plain JSON, as some proxies do

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
         wilson_bounds,
     )
     from evalgate.stats.rates import compare_rate, compare_score, rate_cap
+    from evalgate.stats.throughput import throughput_floor
 
 _EXPORTS = {
     "Evidence": "evidence",
@@ -89,6 +90,7 @@ _EXPORTS = {
     "rate_cap": "rates",
     "tango_ci": "primitives",
     "tango_statistic": "primitives",
+    "throughput_floor": "throughput",
     "wilson_bounds": "primitives",
 }
 
@@ -128,5 +130,6 @@ __all__ = [
     "rate_cap",
     "tango_ci",
     "tango_statistic",
+    "throughput_floor",
     "wilson_bounds",
 ]

@@ -243,6 +243,8 @@ def _fmt_level(kind: str, v: float | None) -> str:
         return _fmt_ms(v)
     if kind in _USD_KINDS:
         return _fmt_usd(v)
+    if kind == "throughput_floor":
+        return f"{v:.1f} tokens/s"
     return f"{v:.3f}"
 
 

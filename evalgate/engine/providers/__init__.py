@@ -16,6 +16,18 @@ __all__ = ["CallableProvider", "HttpProvider", "ProviderError", "Reply", "make_p
 
 
 def make_provider(model: LoadedModel, sim_base_url: str | None = None) -> Any:
+    """Build the provider for a model config; `stream: true` wraps it to read streams."""
+    provider = _provider(model, sim_base_url)
+    cfg = model.config
+    if not cfg.stream:
+        return provider
+    from evalgate.engine.streaming import streaming
+
+    return streaming(provider, cfg.provider, cfg.stream_idle_timeout_s,
+                     cfg.http.stream if cfg.http is not None else None)
+
+
+def _provider(model: LoadedModel, sim_base_url: str | None) -> Any:
     """Build the provider for a model config. The API key is read from the environment here."""
     cfg = model.config
     if cfg.provider == "sim":
