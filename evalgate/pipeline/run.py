@@ -27,6 +27,7 @@ from evalgate.gate.compare import align_keys
 from evalgate.gate.guardrails import decide_gate, fallback_warnings, plan_guardrails, power_warnings
 from evalgate.gate.production import apply
 from evalgate.gate.sequential import SequentialGate, looks_of
+from evalgate.gate.serving import load_saturation_warnings, serving_warnings
 from evalgate.gate.verdicts import overall_verdict
 from evalgate.grading.grade import GradingSummary, combine_gradings, grade, grading_phase
 from evalgate.grading.rubrics import CaseEntry
@@ -225,7 +226,10 @@ def run_project(project: Project, selected: Collection[str] | None = None,
             saved = planned - len(all_records)
     warnings = fallback_warnings(cand_records, base_records) + warnings \
         + power_warnings(decision["verdicts"])
-    warnings = reliability_notes(persist, all_records, decision) + warnings
+    warnings = reliability_notes(persist, all_records, decision) + warnings \
+        + serving_warnings("candidate", cand_records, model.config.pricing.from_header)
+    if live is not None:
+        warnings += serving_warnings("baseline", base_records, live.config.pricing.from_header)
     result = RunResult(
         evalgate_version=__version__,
         run_id=run_id or uuid.uuid4().hex[:12],
@@ -264,6 +268,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     result = apply(project, result, cand_records,
                    base_records if baseline is not None else None, live, workers, selected,
                    shard)
+    result.warnings += load_saturation_warnings(result.load)
     persist.finish()  # not before: a Ctrl-C while grading or loading keeps the journal
     return result
 
