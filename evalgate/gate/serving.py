@@ -1,40 +1,20 @@
 """What the servers' behaviour means for the numbers: warnings for a run's report.
 
 A server that answers fewer requests at once than the run sends (llama.cpp, Ollama: one by
-default) queues the rest, and the gate then measures its own queue: latency rises with the
-calls in flight while throughput stays flat. An account out of credit fails every call the
-same way. A gateway's cost header and the price table should agree."""
+default) queues the rest, and the gate then measures its own queue: in the load profile,
+latency rises with concurrency while throughput stays flat. An account out of credit fails
+every call the same way. A gateway's cost header and the price table should agree."""
 
 from __future__ import annotations
 
-import math
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from evalgate.gate.metrics import percentile
 from evalgate.results import LoadReport, Record
 
-MIN_CALLS = 10          # fewer timed calls say nothing about queueing
-MIN_MEDIAN_MS = 20.0    # a queue that adds less than this is not worth a warning
-RISE = 3.0              # median latency over the fastest call's, for a queue
-OVERSHOOT = 2.0         # calls in flight over the concurrency the server sustained
 COST_TOLERANCE = 0.05   # header vs price table, relative
-
-
-@dataclass(frozen=True)
-class Saturation:
-    """The run's in-flight peak against the concurrency its server sustained (Little's law:
-    throughput x the uncontended latency, estimated by the fastest call)."""
-
-    peak: int
-    sustained: float
-    throughput_rps: float
-    rise: float
-    calls: int
-
-    @property
-    def saturated(self) -> bool:
-        return self.rise >= RISE and self.peak >= OVERSHOOT * max(self.sustained, 1.0)
+RISING_LATENCY = 1.5    # p50 at the higher level over the lower one: rising
 
 
 def in_flight_peak(intervals: Sequence[tuple[float, float]]) -> int:
@@ -47,55 +27,67 @@ def in_flight_peak(intervals: Sequence[tuple[float, float]]) -> int:
     return peak
 
 
-def saturation(records: Sequence[Record]) -> Saturation | None:
-    """The measurement behind the queueing warning; None with too few timed calls."""
-    timed = [r for r in records if r.ok and not r.cached and len(r.attempts) == 1
-             and r.latency_ms is not None and r.latency_ms > 0]
-    if len(timed) < MIN_CALLS:
-        return None
-    intervals = [(r.started_s, r.started_s + (r.latency_ms or 0) / 1000) for r in timed]
-    span = max(end for _, end in intervals) - min(start for start, _ in intervals)
-    latencies = [r.latency_ms or 0.0 for r in timed]
-    fastest, median = min(latencies), percentile(latencies, 50) or 0.0
-    if span <= 0 or median < MIN_MEDIAN_MS:
-        return None
-    throughput = len(timed) / span
-    return Saturation(in_flight_peak(intervals), throughput * fastest / 1000, throughput,
-                      median / fastest, len(timed))
+def run_peak(records: Sequence[Record]) -> int:
+    """The most calls of one config in flight at once in the run (calls made, not cached)."""
+    return in_flight_peak([(r.started_s, r.started_s + r.latency_ms / 1000) for r in records
+                           if not r.cached and r.latency_ms is not None])
 
 
-def saturation_warning(who: str, records: Sequence[Record]) -> list[str]:
-    found = saturation(records)
-    if found is None or not found.saturated:
-        return []
-    slots = max(1, math.floor(found.sustained + 0.5))
-    return [f"{who}: up to {found.peak} calls were in flight at once, but its server sustained "
-            f"about {found.sustained:.1f}: latency rose x{found.rise:.1f} over the fastest call "
-            f"while throughput stayed at {found.throughput_rps:.2f} calls/s, so the latency "
-            "measured includes the queue this run built at the server (llama.cpp and Ollama "
-            f"answer one request at a time by default); set max_concurrency: {slots} in its "
-            "model config, or give the server more slots"]
+@dataclass(frozen=True)
+class Saturation:
+    """Where a config's server stopped keeping up in the load profile: from `low` to `level`
+    in flight, throughput grew only x`gain` while p50 latency rose x`rise`; it sustains
+    about `sustained` requests at once (`low` x `gain`)."""
+
+    config: str
+    low: int
+    level: int
+    throughput_rps: float
+    gain: float
+    rise: float
+
+    @property
+    def sustained(self) -> int:
+        return max(self.low, round(self.low * self.gain))
 
 
-def load_saturation_warnings(load: LoadReport | None) -> list[str]:
-    """From the load profile: a level whose throughput stayed flat while latency rose."""
+def saturation(load: LoadReport | None, config: str) -> Saturation | None:
+    """The first step up in the load profile's levels that queued instead of serving more.
+    At one level a queue and a slow server look alike; only a change of concurrency tells.
+    In flight = throughput x latency (Little), so a step up of x`ratio` in concurrency splits
+    into throughput gained and latency added: a queue when less than half of it (in log
+    terms) became throughput."""
+    levels = sorted((lv for lv in (load.levels if load else []) if lv.config == config
+                     and lv.p50_ms and lv.throughput_rps > 0), key=lambda lv: lv.concurrency)
+    for low, high in itertools.pairwise(levels):
+        gain = high.throughput_rps / low.throughput_rps
+        rise = (high.p50_ms or 0.0) / (low.p50_ms or 1.0)
+        ratio = high.concurrency / low.concurrency
+        if gain < ratio ** 0.5 and rise >= RISING_LATENCY:
+            return Saturation(config, low.concurrency, high.concurrency, high.throughput_rps,
+                              gain, rise)
+    return None
+
+
+def saturation_warnings(load: LoadReport | None, records: dict[str, Sequence[Record]]
+                        ) -> list[str]:
+    """A warning per config whose server queued in the load profile, with the main run's
+    in-flight peak when that was above what the server sustained."""
     notes = []
-    for config in sorted({lv.config for lv in (load.levels if load else [])}):
-        levels = sorted((lv for lv in load.levels if lv.config == config and lv.p50_ms),
-                        key=lambda lv: lv.concurrency) if load else []
-        if len(levels) < 2:
+    for config, recs in records.items():
+        found = saturation(load, config)
+        if found is None:
             continue
-        low = levels[0]
-        flat = [lv for lv in levels[1:] if lv.throughput_rps < 1.3 * low.throughput_rps
-                and (lv.p50_ms or 0) >= 1.5 * (low.p50_ms or 0)]
-        if flat:
-            lv = flat[0]
-            notes.append(
-                f"{config}: at concurrency {lv.concurrency} throughput stayed at "
-                f"{lv.throughput_rps:.2f} calls/s (x{lv.throughput_rps / low.throughput_rps:.2f}"
-                f" of concurrency {low.concurrency}) while p50 latency rose "
-                f"x{(lv.p50_ms or 0) / (low.p50_ms or 1):.1f}: the server sustains about "
-                f"{low.concurrency} request(s) at once; set max_concurrency in its model config")
+        peak = run_peak(recs)
+        run_note = (f"; the run had up to {peak} calls in flight, so its latency includes "
+                    "the server's queue" if peak > found.sustained else "")
+        notes.append(
+            f"{config}: from concurrency {found.low} to {found.level} throughput grew only "
+            f"x{found.gain:.2f} (to {found.throughput_rps:.2f} calls/s) while p50 latency rose "
+            f"x{found.rise:.1f}: the server sustains about {found.sustained} request(s) at once "
+            f"(llama.cpp and Ollama answer one at a time by default){run_note}. Set "
+            f"max_concurrency: {found.sustained} in its model config, or give the server more "
+            "slots")
     return notes
 
 
@@ -133,8 +125,7 @@ def serving_warnings(who: str, records: Sequence[Record], from_header: str | Non
                      ) -> list[str]:
     """Every serving warning for one config's records; `from_header`: the cost header the
     config trusts (a note when no answer carried it)."""
-    notes = quota_warning(who, records) + cost_warning(who, records) \
-        + saturation_warning(who, records)
+    notes = quota_warning(who, records) + cost_warning(who, records)
     answered = [r for r in records if r.ok]
     if from_header and answered and all(r.cost_source != "header" for r in answered):
         notes.append(f"{who}: pricing.from_header is {from_header!r}, but no answer carried "

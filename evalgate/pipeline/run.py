@@ -27,7 +27,7 @@ from evalgate.gate.compare import align_keys
 from evalgate.gate.guardrails import decide_gate, fallback_warnings, plan_guardrails, power_warnings
 from evalgate.gate.production import apply
 from evalgate.gate.sequential import SequentialGate, looks_of
-from evalgate.gate.serving import load_saturation_warnings, serving_warnings
+from evalgate.gate.serving import saturation_warnings, serving_warnings
 from evalgate.gate.verdicts import overall_verdict
 from evalgate.grading.grade import GradingSummary, combine_gradings, grade, grading_phase
 from evalgate.grading.rubrics import CaseEntry
@@ -268,7 +268,8 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     result = apply(project, result, cand_records,
                    base_records if baseline is not None else None, live, workers, selected,
                    shard)
-    result.warnings += load_saturation_warnings(result.load)
+    result.warnings += saturation_warnings(result.load, {"candidate": cand_records, **(
+        {"baseline": base_records} if live is not None else {})})
     persist.finish()  # not before: a Ctrl-C while grading or loading keeps the journal
     return result
 
