@@ -136,6 +136,14 @@ def error_codes(body: Any) -> set[str]:
 QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_error"})
 FILTER_CODES = frozenset({"content_filter", "content_policy_violation",
                           "responsibleaipolicyviolation"})
+# LiteLLM maps a provider's content-filter error to a 400 whose only mark is in its message.
+FILTER_MESSAGES = ("contentpolicyviolationerror", "content_policy_violation")
+
+
+def error_message_text(body: Any) -> str:
+    err = body.get("error", body) if isinstance(body, dict) else None
+    message = err.get("message") if isinstance(err, dict) else None
+    return message.lower() if isinstance(message, str) else ""
 
 
 def error_class_of(status: int, body: Any) -> str | None:
@@ -145,6 +153,7 @@ def error_class_of(status: int, body: Any) -> str | None:
     codes = error_codes(body)
     if status in (400, 402, 429) and codes & QUOTA_CODES:
         return "quota_exhausted"
-    if status == 400 and codes & FILTER_CODES:
+    if status == 400 and (codes & FILTER_CODES or any(
+            mark in error_message_text(body) for mark in FILTER_MESSAGES)):
         return "content_filter"
     return None
