@@ -69,6 +69,16 @@ class IfJudged(BaseModel):
     score: float
 
 
+class ToolCall(BaseModel):
+    """A tool call in an answer: `arguments` parsed from JSON, else the raw text (with
+    `parse_error` saying why)."""
+
+    name: str
+    arguments: Any = None
+    id: str | None = None
+    parse_error: str | None = None
+
+
 class Record(BaseModel):
     """One call (one canary, one sample, one config) and its grade."""
 
@@ -118,6 +128,16 @@ class Record(BaseModel):
     itl_ms: float | None = None
     itl_p95_ms: float | None = None
     tokens_per_s: float | None = None
+    # What the server said beyond text and plain token counts: the tool calls it asked for;
+    # cached / cache-write input tokens (part of input_tokens) and reasoning tokens (part of
+    # output_tokens); where cost_usd came from ("table": the model config's pricing;
+    # "header": the gateway's cost header) and, for a header price, the table's price too.
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    cached_input_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_source: str | None = None
+    table_cost_usd: float | None = None
 
     @property
     def record_id(self) -> str:

@@ -49,8 +49,38 @@ def build_graph(package_parent: Path) -> grimp.ImportGraph:
 
 
 def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
-    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    """Modules that import each other, directly or around a loop."""
     edges = {m: sorted(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
+    return strongly_connected(edges)
+
+
+def sibling_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """Siblings (the children of one package, each with everything below it) that import
+    each other: a package's `__init__` that imports a module beside the package, which
+    imports back into the package, is such a loop though no two modules form one."""
+    cycles = []
+    for package in sorted(m for m in graph.modules if graph.find_children(m)):
+        depth = package.count(".") + 1
+
+        def child(module: str, depth: int = depth, package: str = package) -> str | None:
+            inside = module.startswith(package + ".")
+            return ".".join(module.split(".")[:depth + 1]) if inside else None
+
+        edges: dict[str, set[str]] = {c: set() for c in graph.find_children(package)}
+        for module in graph.modules:
+            source = child(module)
+            if source is None:
+                continue
+            for imported in graph.find_modules_directly_imported_by(module):
+                target = child(imported)
+                if target is not None and target != source:
+                    edges[source].add(target)
+        cycles += strongly_connected({k: sorted(v) for k, v in edges.items()})
+    return cycles
+
+
+def strongly_connected(edges: dict[str, list[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one node (Tarjan, iterative)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -131,6 +161,21 @@ def graph() -> grimp.ImportGraph:
 
 def test_the_package_has_no_import_cycle(graph: grimp.ImportGraph) -> None:
     assert import_cycles(graph) == []
+    assert sibling_cycles(graph) == []
+
+
+def test_a_cycle_between_a_package_and_a_sibling_module_is_caught(tmp_path: Path) -> None:
+    parent = package_copy(tmp_path)
+    path = parent / "evalgate" / "engine" / "providers" / "__init__.py"
+    path.write_text(path.read_text() + "\n\ndef _late() -> None:\n"
+                    "    from evalgate.engine.monitor import CallMonitor  # noqa: F401\n")
+    monitor = parent / "evalgate" / "engine" / "monitor.py"
+    add_import(parent, "evalgate.engine.monitor",
+               "from evalgate.engine.providers.base import Reply  # noqa: F401")
+    assert monitor.exists()
+    graph = build_graph(parent)
+    assert import_cycles(graph) == []  # no two modules import each other...
+    assert ["evalgate.engine.monitor", "evalgate.engine.providers"] in sibling_cycles(graph)
 
 
 def test_every_import_follows_the_layers(graph: grimp.ImportGraph) -> None:

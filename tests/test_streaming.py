@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from evalgate.engine.streaming import AnthropicDecoder, OpenAIDecoder, SseParser
+from evalgate.engine.providers.streaming import AnthropicDecoder, OpenAIDecoder, SseParser
 from evalgate.errors import ConfigError
 from evalgate.gate.baseline import resolve
 from evalgate.pipeline.project import load_project

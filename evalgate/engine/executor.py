@@ -7,6 +7,7 @@ process-per-call scheme. Faults are recorded on the call, never raised out of th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import math
 import os
@@ -29,8 +30,9 @@ from evalgate.engine.providers import (
     Reply,
     make_provider,
 )
-from evalgate.engine.providers.base import TRUNCATED_FINISH, rate_limit_pause_s
-from evalgate.engine.streaming import StreamingProvider, stream_fields
+from evalgate.engine.providers.base import rate_limit_pause_s
+from evalgate.engine.providers.streaming import StreamingProvider, stream_fields
+from evalgate.engine.replies import cost_fields, detail_fields, header_cost, unanswered
 from evalgate.engine.throttling import THROTTLE_CLASSES, AdaptiveLimit, RateLimiter, RetryPolicy
 from evalgate.results import Attempt, Record
 from evalgate.spec.config import LoadedModel
@@ -169,7 +171,8 @@ class Executor:
         self.policy = RetryPolicy.of(model)
         limit = model.config.rate_limit
         self.limiter = RateLimiter(limit.rpm if limit else None, limit.tpm if limit else None)
-        self.gate = AdaptiveLimit(concurrency)
+        cap = model.config.max_concurrency
+        self.gate = AdaptiveLimit(min(concurrency, cap) if cap else concurrency)
         self.rng = random.Random(seed)
         self.redact = redactor(model_secrets(model))
         self.pricing = model.config.pricing
@@ -203,7 +206,11 @@ class Executor:
             pause = rate_limit_pause_s(response.headers)
             if pause is not None:
                 self.gate.pause(pause)
-            return self.provider.parse(response)
+            reply = self.provider.parse(response)
+            if self.pricing.from_header:
+                reply = dataclasses.replace(reply, header_cost_usd=header_cost(
+                    response.headers.get(self.pricing.from_header)))
+            return reply
 
     async def attempts(self, client: httpx.AsyncClient, call: PlannedCall) -> Outcome:
         """Make one planned call with its retries: the reply or the last error."""
@@ -306,14 +313,14 @@ class Executor:
         fields = dict(text=reply.text, finish_reason=reply.finish_reason,
                       input_tokens=tokens_in, output_tokens=tokens_out,
                       usage_estimated=estimated,
-                      cost_usd=answerer.pricing.cost(tokens_in, tokens_out),
+                      **cost_fields(answerer.pricing, reply, tokens_in, tokens_out),
+                      **detail_fields(reply),
                       latency_ms=out.latency_s * 1000, answered_by=answered_by,
                       **stream_fields(reply, tokens_out))
-        if reply.finish_reason in TRUNCATED_FINISH:  # a cut-off answer is not an answer
-            return scrub(Record(ok=False, error_class="max_tokens", retryable=False,
-                                error_message=f"the answer was cut off at the token limit "
-                                f"(finish_reason {reply.finish_reason}): raise max_tokens",
-                                **fields, **common), self.redact)
+        stopped = unanswered(reply)
+        if stopped is not None:  # refused, cut off, filtered: kept for reading, not an answer
+            return scrub(Record(ok=False, error_class=stopped[0], retryable=False,
+                                error_message=stopped[1], **fields, **common), self.redact)
         return scrub(Record(ok=True, **fields, **common), self.redact)
 
 

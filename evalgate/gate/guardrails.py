@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evalgate.gate.metrics import compute_metrics
+from evalgate.gate.metrics import REFUSED, compute_metrics
 from evalgate.gate.streaming import no_stream_reason
 from evalgate.gate.verdicts import judge_metric, overall_verdict
 from evalgate.results import GuardrailVerdict, Record, ThresholdOut
@@ -57,6 +57,7 @@ def plan_guardrails(settings: GateSettings, has_baseline: bool) -> list[Guardrai
             ("score", "score", "score_vs_baseline", "lower"),
             ("ttft_ratio", "ttft_ms", "latency_gm_ratio", "higher"),
             ("ttft_p95_ratio", "ttft_p95_ms", "p95_ratio", "higher"),
+            ("refusal_rate", "refusal_rate", "rate_vs_baseline", "higher"),
         ):
             margin = getattr(margins, field)
             if margin is not None:
@@ -109,6 +110,7 @@ EXTRACT: dict[str, Extract] = {
     "hallucination_rate": lambda r: None if r.hallucination is None else float(r.hallucination),
     "pass_rate": lambda r: None if r.passed is None else float(r.passed),
     "error_rate": lambda r: 0.0 if r.ok else 1.0,
+    "refusal_rate": lambda r: float(r.error_class == REFUSED),
     "latency_p95_ms": lambda r: r.latency_ms if r.ok else None,
     "latency_ms": lambda r: r.latency_ms if r.ok else None,
     "cost_per_request_usd": lambda r: r.cost_usd if r.ok else None,

@@ -1,6 +1,7 @@
 """Run metrics from graded records: latency percentiles, cost, tokens, error/hallucination/pass
 rates. Rates of quality (pass, hallucination) are over answered calls; failed calls count in
-`error_rate` only, so a flaky provider cannot hide behind a good pass rate or vice versa."""
+`error_rate` only, so a flaky provider cannot hide behind a good pass rate or vice versa. A
+refusal is a failed call, and `refusal_rate` (over all calls) singles it out."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import math
 from collections.abc import Sequence
 
 from evalgate.results import Record
+
+REFUSED = "refused"  # the error class of a refusal: a failed call, and its own rate
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -68,6 +71,7 @@ def compute_metrics(records: Sequence[Record]) -> tuple[dict[str, float | None],
         "hallucination_rate": _mean([float(bool(r.hallucination)) for r in graded]),
         "pass_rate": _mean([float(bool(r.passed)) for r in graded]),
         **stream_metrics(answered),
+        "refusal_rate": _mean([float(r.error_class == REFUSED) for r in records]),
     }
     counts = {
         "calls": len(records),

@@ -29,6 +29,7 @@ from evalgate.gate.compare import align_keys
 from evalgate.gate.guardrails import decide_gate, fallback_warnings, plan_guardrails, power_warnings
 from evalgate.gate.production import apply
 from evalgate.gate.sequential import SequentialGate, looks_of
+from evalgate.gate.serving import saturation_warnings, serving_warnings
 from evalgate.gate.streaming import stream_warnings
 from evalgate.gate.verdicts import overall_verdict
 from evalgate.grading.grade import GradingSummary, combine_gradings, grade, grading_phase
@@ -247,7 +248,10 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     warnings = fallback_warnings(cand_records, base_records) + warnings \
         + stream_warnings(cand_records, base_records) + power_warnings(decision["verdicts"])
     warnings = reliability_notes(persist, all_records, decision) + early_stop_notes(
-        all_records) + warnings
+        all_records) + warnings \
+        + serving_warnings("candidate", cand_records, model.config.pricing.from_header)
+    if live is not None:
+        warnings += serving_warnings("baseline", base_records, live.config.pricing.from_header)
     result = RunResult(
         evalgate_version=__version__,
         run_id=run_id or uuid.uuid4().hex[:12],
@@ -286,6 +290,8 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     result = apply(project, result, cand_records,
                    base_records if baseline is not None else None, live, workers, selected,
                    shard)
+    result.warnings += saturation_warnings(result.load, {"candidate": cand_records, **(
+        {"baseline": base_records} if live is not None else {})})
     # Not before: a Ctrl-C or a kill while grading, loading or writing keeps the journal.
     if publish is None:
         persist.finish()

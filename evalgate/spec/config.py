@@ -46,6 +46,7 @@ METRICS: dict[str, str] = {
     "itl_p95_ms": "lower is better",
     "tokens_per_s_mean": "higher is better",
     "tokens_per_s": "higher is better",
+    "refusal_rate": "lower is better",
 }
 
 CONFIG_FILE_NAMES = ("evalgate.yaml", "evalgate.yml")
@@ -73,8 +74,8 @@ class Threshold(Strict):
 MetricName = Literal[
     "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "cost_per_request_usd",
     "cost_per_1k_usd", "tokens_in_mean", "tokens_out_mean", "error_rate", "hallucination_rate",
-    "pass_rate", "ttft_p50_ms", "ttft_p95_ms", "ttft_p99_ms", "itl_p95_ms", "tokens_per_s_mean",
-    "tokens_per_s",
+    "pass_rate", "refusal_rate", "ttft_p50_ms", "ttft_p95_ms", "ttft_p99_ms", "itl_p95_ms",
+    "tokens_per_s_mean", "tokens_per_s",
 ]
 assert set(get_args(MetricName)) == set(METRICS)
 
@@ -84,6 +85,7 @@ TESTED_BOUNDS: dict[str, str] = {
     "hallucination_rate": "max",
     "error_rate": "max",
     "pass_rate": "min",
+    "refusal_rate": "max",
     "latency_p95_ms": "max",
     "cost_per_request_usd": "max",
     "cost_per_1k_usd": "max",
@@ -104,6 +106,7 @@ class VsBaseline(Strict):
     # streaming only, off unless set: time to first token (geometric mean; Harrell-Davis p95)
     ttft_ratio: float | None = Field(None, ge=1)
     ttft_p95_ratio: float | None = Field(None, ge=1)
+    refusal_rate: float | None = Field(None, ge=0, le=1)         # points of increase
 
 
 class SequentialSettings(Strict):
@@ -184,9 +187,27 @@ class GateConfig(Strict):
 class Pricing(Strict):
     input_per_mtok: float = Field(0.0, ge=0)
     output_per_mtok: float = Field(0.0, ge=0)
+    # Prompt-cache prices; unset: the input price (what the provider bills without a cache).
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+    cache_write_per_mtok: float | None = Field(None, ge=0)
+    # A gateway's price for each call in a response header (x-litellm-response-cost): when
+    # set it is trusted, and the price table is cross-checked against it.
+    from_header: str | None = None
 
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
+    def cost(self, input_tokens: int, output_tokens: int, cached: int = 0,
+             cache_write: int = 0) -> float:
+        """The price of one call; `input_tokens` includes the cached and cache-write ones."""
+        fresh = max(0, input_tokens - cached - cache_write)
+        cached_rate = self.input_per_mtok if self.cached_input_per_mtok is None \
+            else self.cached_input_per_mtok
+        write_rate = self.input_per_mtok if self.cache_write_per_mtok is None \
+            else self.cache_write_per_mtok
+        return (fresh * self.input_per_mtok + cached * cached_rate + cache_write * write_rate
+                + output_tokens * self.output_per_mtok) / 1e6
+
+    @property
+    def has_table(self) -> bool:
+        return bool(self.input_per_mtok or self.output_per_mtok)
 
 
 class RateLimit(Strict):
@@ -256,6 +277,9 @@ class ModelConfig(Strict):
     max_retries: int = Field(3, ge=0, le=20)
     max_retry_after_s: float = Field(60.0, ge=0)
     rate_limit: RateLimit | None = None
+    # Requests this model's server answers at once (llama.cpp and Ollama: 1 by default); more
+    # in flight only queue at the server and measure the queue, so the executor holds them.
+    max_concurrency: int | None = Field(None, ge=1, le=4096)
     headers: dict[str, str] = Field(default_factory=dict)
     http: HttpSpec | None = None
     callable: str | None = None
@@ -304,6 +328,22 @@ class ModelConfig(Strict):
         return self.timeout_s * (self.max_retries + 1) + min(self.max_retry_after_s, 60.0)
 
 
+# Settings added after configs were first fingerprinted: left out of the fingerprint while
+# unset, so a config that does not use them keeps the fingerprint (and cache) it had.
+LATER_SETTINGS = ("max_concurrency",)
+LATER_PRICING = ("cached_input_per_mtok", "cache_write_per_mtok", "from_header")
+
+
+def drop_unset(payload: dict[str, Any]) -> None:
+    for key in LATER_SETTINGS:
+        if payload.get(key) is None:
+            payload.pop(key, None)
+    pricing = payload.get("pricing")
+    for key in LATER_PRICING if isinstance(pricing, dict) else ():
+        if pricing.get(key) is None:
+            pricing.pop(key, None)
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A validated model config with its files resolved (prompts read, name settled)."""
@@ -331,6 +371,7 @@ class LoadedModel:
             del payload["stream"], payload["stream_idle_timeout_s"]
             if isinstance(payload.get("http"), dict) and payload["http"].get("stream") is None:
                 del payload["http"]["stream"]
+        drop_unset(payload)
         if self.fallback is not None:  # only then: configs without one keep their fingerprint
             payload["fallback"] = self.fallback.fingerprint()
         return digest(payload)

@@ -21,7 +21,7 @@ def make_provider(model: LoadedModel, sim_base_url: str | None = None) -> Any:
     cfg = model.config
     if not cfg.stream:
         return provider
-    from evalgate.engine.streaming import streaming
+    from evalgate.engine.providers.streaming import streaming
 
     return streaming(provider, cfg.provider, cfg.stream_idle_timeout_s,
                      cfg.http.stream if cfg.http is not None else None)

@@ -9,12 +9,12 @@ import httpx
 from evalgate.engine.providers.base import (
     HttpRequest,
     Reply,
-    as_count,
     empty_response,
     json_body,
     malformed,
     raise_for_status,
 )
+from evalgate.engine.providers.shapes import STOP_CLASSES, anthropic_tool_calls, anthropic_usage
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -43,12 +43,17 @@ class AnthropicProvider:
         body = json_body(response)
         if not isinstance(body, dict) or not isinstance(body.get("content"), list):
             raise malformed("response has no content list", response)
-        if not body["content"]:
+        blocks, stop = body["content"], body.get("stop_reason")
+        if not blocks and stop not in STOP_CLASSES:  # a refusal may come with no content
             raise empty_response("response has an empty content list", response)
-        texts = [block.get("text") for block in body["content"]
+        texts = [block.get("text") for block in blocks
                  if isinstance(block, dict) and block.get("type") == "text"]
-        if not texts or not all(isinstance(t, str) for t in texts):
+        tools = anthropic_tool_calls(blocks)
+        if not all(isinstance(t, str) for t in texts) or not (
+                texts or tools or stop in STOP_CLASSES):
             raise malformed("response has no text content block", response)
-        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
-        return Reply("".join(texts), as_count(usage.get("input_tokens")),
-                     as_count(usage.get("output_tokens")), body.get("stop_reason"))
+        text = "".join(texts)
+        usage = anthropic_usage(body["usage"] if isinstance(body.get("usage"), dict) else {})
+        return Reply(text, usage.input, usage.output, stop, tools,
+                     text if stop == "refusal" else None, usage.cached_input,
+                     usage.cache_write, usage.reasoning)

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from evalgate.engine.providers.shapes import ToolCallOut, count, error_class_of
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -19,6 +21,14 @@ class Reply:
     input_tokens: int | None = None
     output_tokens: int | None = None
     finish_reason: str | None = None
+    # What real servers add (evalgate/engine/providers/shapes.py): tool calls, a refusal's
+    # text, cache and reasoning token counts, a gateway's own price for the call.
+    tool_calls: tuple[ToolCallOut, ...] = ()
+    refusal: str | None = None
+    cached_input_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    header_cost_usd: float | None = None
 
 
 class ProviderError(Exception):
@@ -158,6 +168,13 @@ def is_context_length(response: httpx.Response) -> bool:
         "context window"))
 
 
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
 def raise_for_status(response: httpx.Response) -> None:
     """Classify a non-2xx response into a ProviderError."""
     status = response.status_code
@@ -170,6 +187,9 @@ def raise_for_status(response: httpx.Response) -> None:
         if retry_after is None:  # something left, but not enough for this request's tokens
             retry_after = parse_duration(response.headers.get(_RESET[1])
                                          or response.headers.get(_RESET[0]))
+    by_body = error_class_of(status, _json_or_none(response))
+    if by_body is not None:  # out of credit, a content filter: asking again changes nothing
+        raise ProviderError(by_body, message, retryable=False, status=status)
     if status in RETRYABLE_STATUSES or status >= 500:
         raise ProviderError(RETRYABLE_STATUSES.get(status, "server_error"), message,
                             retryable=True, status=status, retry_after_s=retry_after)
@@ -204,5 +224,4 @@ def malformed(message: str, response: httpx.Response) -> ProviderError:
                          status=response.status_code)
 
 
-def as_count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+as_count = count  # the generic HTTP provider's name for it

@@ -9,11 +9,16 @@ import httpx
 from evalgate.engine.providers.base import (
     HttpRequest,
     Reply,
-    as_count,
     empty_response,
     json_body,
     malformed,
     raise_for_status,
+)
+from evalgate.engine.providers.shapes import (
+    STOP_CLASSES,
+    joined_text,
+    openai_tool_calls,
+    openai_usage,
 )
 
 
@@ -47,10 +52,18 @@ class OpenAIProvider:
         if not choices:
             raise empty_response("response has an empty choices list", response)
         first = choices[0] if isinstance(choices[0], dict) else {}
-        message = first.get("message")
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, str):
-            raise malformed("choices[0].message.content is missing or not text", response)
-        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
-        return Reply(content, as_count(usage.get("prompt_tokens")),
-                     as_count(usage.get("completion_tokens")), first.get("finish_reason"))
+        message = first.get("message") if isinstance(first.get("message"), dict) else {}
+        finish = first.get("finish_reason")
+        content = joined_text(message.get("content"))
+        tools = openai_tool_calls(message)
+        refusal = message.get("refusal") if isinstance(message.get("refusal"), str) else None
+        if content is None:
+            # No text is a whole reply when the model called tools, refused, or was stopped
+            # (a reasoning parser can eat the whole budget: content null, finish length).
+            if message.get("content") is not None or not (
+                    tools or refusal or finish in STOP_CLASSES):
+                raise malformed("choices[0].message.content is missing or not text", response)
+            content = ""
+        usage = openai_usage(body["usage"] if isinstance(body.get("usage"), dict) else {})
+        return Reply(content, usage.input, usage.output, finish, tools, refusal or None,
+                     usage.cached_input, usage.cache_write, usage.reasoning)
