@@ -24,7 +24,14 @@ from evalgate.engine.planning import PlannedCall, plan_calls
 from evalgate.engine.routing import executor_for, with_targets
 from evalgate.gate.baseline import Baseline
 from evalgate.gate.compare import align_keys
-from evalgate.gate.guardrails import decide_gate, fallback_warnings, plan_guardrails, power_warnings
+from evalgate.gate.guardrails import (
+    decide_gate,
+    fallback_warnings,
+    plan_guardrails,
+    power_warnings,
+    reviewed,
+)
+from evalgate.gate.judge_calibration import ReviewInputs, review_inputs
 from evalgate.gate.production import apply
 from evalgate.gate.sequential import SequentialGate, looks_of
 from evalgate.gate.verdicts import overall_verdict
@@ -211,13 +218,18 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         grading = combine_gradings(gradings)
     else:  # judge calls (after every model call), then the final grades
         grading = grading_phase(project, [*cand_records, *base_records], workers, cache)
+    review = project_review(project)
     decision = decide_gate(cfg.gate, cand_records,
-                           base_records if baseline is not None else None, cfg.samples)
+                           base_records if baseline is not None else None, cfg.samples, review)
     model = project.candidate
     all_records = [*cand_records, *(base_records if live is not None else [])]
     planned, saved, seq_info = persist.planned or len(all_records), 0, None
     if looks is not None and looks.outcomes:  # the looks' verdicts, at their nominal levels
         decision["verdicts"] = looks.verdicts()
+        if review is not None:
+            decision["verdicts"] = reviewed(cfg.gate, decision["verdicts"], cand_records,
+                                            base_records if baseline is not None else None,
+                                            review, cfg.samples)[0]
         decision["verdict"] = overall_verdict([v.verdict for v in decision["verdicts"]])
         planned = looks.calls_planned
         seq_info = looks.info(planned, len(all_records))
@@ -226,6 +238,8 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     warnings = fallback_warnings(cand_records, base_records) + warnings \
         + power_warnings(decision["verdicts"])
     warnings = reliability_notes(persist, all_records, decision) + warnings
+    if decision.get("review") is not None:
+        warnings += decision["review"].notes
     result = RunResult(
         evalgate_version=__version__,
         run_id=run_id or uuid.uuid4().hex[:12],
@@ -266,6 +280,16 @@ def run_project(project: Project, selected: Collection[str] | None = None,
                    shard)
     persist.finish()  # not before: a Ctrl-C while grading or loading keeps the journal
     return result
+
+
+def project_review(project: Project) -> ReviewInputs | None:
+    """What reviewers said, when the gate uses it or there is any (None: nothing to apply)."""
+    g = project.gate.config.gate
+    uses = (g.min_verified is not None or g.verified_only or g.min_judge_kappa is not None
+            or g.correct_for_judge)
+    if not uses and not project.labels and not any(e.case.verified for e in project.entries):
+        return None
+    return review_inputs(project.entries, project.labels)
 
 
 LATENCY_METRICS = ("latency_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
