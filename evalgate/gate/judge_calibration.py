@@ -203,11 +203,11 @@ def corrected_verdict(v: GuardrailVerdict, settings: GateSettings,
         verdict = "PASS"
     else:
         verdict = "INCONCLUSIVE"
-    what = "difference" if base is not None else "rate"
-    reason = (f"judge-corrected hallucination {what} {cr.estimate:+.1%} (observed "
-              f"{cr.observed:+.1%}; judge sensitivity {cr.sensitivity:.0%}, specificity "
-              f"{cr.specificity:.0%} from {cr.n_labels} labels); {level} bounds "
-              f"[{cr.ci_low:+.1%}, {cr.ci_high:+.1%}] against {bound:+.1%}: {verdict}")
+    what, fmt = ("difference", "+.1%") if base is not None else ("rate", ".1%")
+    reason = (f"judge-corrected hallucination {what} {cr.estimate:{fmt}} (observed "
+              f"{cr.observed:{fmt}}; judge sensitivity {cr.sensitivity:.0%}, specificity "
+              f"{cr.specificity:.0%} from {cr.n_labels} labels); one-sided {level} bounds "
+              f"[{cr.ci_low:{fmt}}, {cr.ci_high:{fmt}}] against {bound:{fmt}}: {verdict}")
     if significant:
         reason += " (significantly worse than the baseline: the correction keeps the sign)"
     more = None
