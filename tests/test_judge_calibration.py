@@ -20,8 +20,8 @@ from evalgate.gate.judge_calibration import VERIFIED, ReviewInputs
 from evalgate.results import CriterionResult, Record
 from evalgate.sim.judge import judge_reply
 from evalgate.spec.config import GateSettings
-from evalgate.spec.sim_profile import SimJudge
 from evalgate.spec.labels import Label, answer_hash, append_labels, load_labels
+from evalgate.spec.sim_profile import SimJudge
 from evalgate.stats.diagnostic import (
     MIN_LABELS_PER_CLASS,
     CorrectedRate,
@@ -208,7 +208,7 @@ def test_verified_only_gates_on_the_verified_canaries() -> None:
 def test_judge_accuracy_is_reported_per_criterion() -> None:
     records = [rec(i, i < 20) for i in range(100)]
     # people: the judge flagged 20 answers; 4 of them are fine, and 5 it passed are not
-    labels = [lab(r, "correct" if i < 4 or 25 <= i else "hallucination")
+    labels = [lab(r, "correct" if i < 4 or i >= 25 else "hallucination")
               for i, r in enumerate(records[:40])]
     labels[-1] = lab(records[39], "unsure")
     out = decide_gate(gate(), records, None, 1, inputs(records, labels=labels))
