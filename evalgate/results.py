@@ -312,6 +312,61 @@ class SequentialInfo(BaseModel):
     analyses: list[SequentialLook] = Field(default_factory=list)
 
 
+class JudgeAccuracyOut(BaseModel):
+    """An automatic verdict (the record's hallucination verdict, or one hallucination
+    criterion) against reviewers' labels; intervals two-sided 1 - 2*alpha."""
+
+    criterion: str
+    n: int
+    true_pos: int
+    false_neg: int
+    false_pos: int
+    true_neg: int
+    sensitivity: float | None = None
+    sensitivity_ci: list[float] | None = None
+    specificity: float | None = None
+    specificity_ci: list[float] | None = None
+    kappa: float | None = None
+    kappa_ci: list[float] | None = None
+
+
+class CorrectedRateOut(BaseModel):
+    """A hallucination guardrail recomputed on judge-corrected rates (gate.correct_for_judge)."""
+
+    guardrail: str
+    observed: float
+    estimate: float
+    ci_low: float
+    ci_high: float
+    candidate: float
+    baseline: float | None = None
+    sensitivity: float
+    specificity: float
+    n_labels: int
+    sd_canaries: float
+    sd_labels: float
+    labels_to_decide: int | None = None
+
+
+class ReviewInfo(BaseModel):
+    """Human review behind the gate: verified canaries, labels, the judge measured against them."""
+
+    canaries: int
+    verified: int
+    verified_only: bool = False
+    min_verified: int | None = None
+    labels: int = 0  # label lines on file
+    labelled_answers: int = 0  # answers of this run with a usable (agreed, not unsure) label
+    unmatched_labels: int = 0  # labels for answers not in this run (older answers)
+    unknown_canaries: list[str] = Field(default_factory=list)  # labels naming no canary
+    multi_labelled: int = 0  # answers labelled by two or more reviewers
+    conflicts: int = 0  # ... whose reviewers disagree (all kept on file; left out here)
+    reviewer_agreement: float | None = None
+    judge: list[JudgeAccuracyOut] = Field(default_factory=list)
+    corrected: list[CorrectedRateOut] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
 class RunResult(BaseModel):
     schema_version: int = SCHEMA_VERSION
     evalgate_version: str
@@ -364,6 +419,7 @@ class RunResult(BaseModel):
     calls_planned: int | None = None  # planned calls (candidate + live baseline); None: unknown
     calls_saved_sequential: int = 0  # planned calls a sequential stop made unnecessary
     sequential: SequentialInfo | None = None
+    review: ReviewInfo | None = None  # verified canaries and labels, when the gate uses them
 
     def record_map(self) -> dict[str, Record]:
         return {r.record_id: r for r in self.records}

@@ -286,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("target", nargs="?", default=".", metavar="DIR")
     init.add_argument("--force", action="store_true", help="overwrite existing files")
     init.set_defaults(func=_init)
+
+    from evalgate.cli import canaries_import, review
+
+    canaries_import.add_parser(sub)
+    review.add_parser(sub)
     return parser
 
 

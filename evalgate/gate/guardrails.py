@@ -11,6 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from evalgate.gate.judge_calibration import (
+    VERIFIED,
+    ReviewInputs,
+    apply_review,
+    pending_verified,
+    verified_records,
+)
 from evalgate.gate.metrics import REFUSED, compute_metrics
 from evalgate.gate.streaming import no_stream_reason
 from evalgate.gate.verdicts import judge_metric, overall_verdict
@@ -64,6 +71,8 @@ def plan_guardrails(settings: GateSettings, has_baseline: bool) -> list[Guardrai
                 plan.append(Guardrail(field + VS_BASELINE, metric, kind, margin, worse))
     if settings.max_fallback_rate is not None:
         plan.append(Guardrail(FALLBACK, FALLBACK, "point", settings.max_fallback_rate))
+    if settings.min_verified is not None:
+        plan.append(Guardrail(VERIFIED, VERIFIED, "point", settings.min_verified, "lower"))
     return plan
 
 
@@ -232,6 +241,9 @@ def evaluate(settings: GateSettings, plan: list[Guardrail], cand_records: Sequen
         if g.name == FALLBACK:
             verdicts[g.name] = judge_fallback(g.bound or 0.0, cand_records, samples)
             continue
+        if g.name == VERIFIED:  # counted from the canary files in decide_gate
+            verdicts[g.name] = pending_verified(g.bound, samples)
+            continue
         if g.kind == "point":
             threshold = settings.metrics[g.metric]
             verdicts[g.name] = judge_metric(g.metric, metrics.get(g.metric), threshold.min,
@@ -313,17 +325,36 @@ def power_warnings(verdicts: Sequence[GuardrailVerdict]) -> list[str]:
     return [f"{v.guardrail}: {v.note}" for v in verdicts if v.note and "can only detect" in v.note]
 
 
+def reviewed(settings: GateSettings, verdicts: list[GuardrailVerdict],
+             records: Sequence[Record], base_records: Sequence[Record] | None,
+             review: ReviewInputs, samples: int) -> tuple[list[GuardrailVerdict], Any]:
+    """The verdicts with verified canaries and reviewers' labels applied (judge_calibration)."""
+    extract = EXTRACT["hallucination_rate"]
+    rates = (per_canary(records, extract),
+             per_canary(base_records, extract) if base_records is not None else None)
+    return apply_review(settings, verdicts, records, base_records, review, samples, rates)
+
+
 def decide_gate(settings: GateSettings, records: Sequence[Record],
-                base_records: Sequence[Record] | None, samples: int) -> dict[str, Any]:
+                base_records: Sequence[Record] | None, samples: int,
+                review: ReviewInputs | None = None) -> dict[str, Any]:
     """The fields of a RunResult that deciding the gate sets, from graded records: metrics,
     counts, verdicts, the overall verdict and the settings used. One place for a live run,
-    `evalgate compare` and `evalgate merge`, so all three decide alike."""
+    `evalgate compare` and `evalgate merge`, so all three decide alike. `review`: verified
+    canaries and labels (gate.min_verified, verified_only, min_judge_kappa, correct_for_judge)."""
+    if review is not None and settings.verified_only:
+        records = verified_records(records, review)
+        base_records = None if base_records is None else verified_records(base_records, review)
     metrics, counts = compute_metrics(records)
     plan = plan_guardrails(settings, base_records is not None)
     verdicts = evaluate(settings, plan, records, base_records, metrics, samples)
     verdicts = judge_error_sensitivity(settings, plan, records, base_records, metrics, samples,
                                        verdicts)
+    info = None
+    if review is not None:
+        verdicts, info = reviewed(settings, verdicts, records, base_records, review, samples)
     return {
+        "review": info,
         "metrics": metrics,
         "counts": counts,
         "verdicts": verdicts,

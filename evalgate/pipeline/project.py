@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from evalgate.spec.config import (
     load_gate_config,
     load_model_config,
 )
+from evalgate.spec.labels import Label, load_labels
 
 RUBRIC_SUFFIXES = (".yaml", ".yml")
 
@@ -42,6 +43,7 @@ class Project:
     rubrics: dict[str, Rubric]
     entries: list[CaseEntry]
     judge: LoadedModel | None = None  # the judge model config (gate config `judge`)
+    labels: list[Label] = field(default_factory=list)  # reviewers' labels (gate config `labels`)
 
     @property
     def canary_paths(self) -> list[Path]:
@@ -186,9 +188,10 @@ def load_project(rootdir: Path, explicit_config: str | None = None) -> Project:
 
         problems += check_route_guardrails(gate, candidate)
     judge = load_judge(gate, entries, problems)
+    labels = _collect(problems, load_labels, gate.resolve(gate.config.labels), gate.root)
     if problems:
         raise ConfigError(problems)
-    return Project(gate, candidate, sets, rubrics, entries, judge)
+    return Project(gate, candidate, sets, rubrics, entries, judge, labels or [])
 
 
 def load_judge(gate: LoadedGate, entries: list[CaseEntry], problems: list[Problem]

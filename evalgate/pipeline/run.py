@@ -26,7 +26,14 @@ from evalgate.engine.routing import executor_for, with_targets
 from evalgate.errors import ConfigError, Problem
 from evalgate.gate.baseline import Baseline
 from evalgate.gate.compare import align_keys
-from evalgate.gate.guardrails import decide_gate, fallback_warnings, plan_guardrails, power_warnings
+from evalgate.gate.guardrails import (
+    decide_gate,
+    fallback_warnings,
+    plan_guardrails,
+    power_warnings,
+    reviewed,
+)
+from evalgate.gate.judge_calibration import ReviewInputs, review_inputs
 from evalgate.gate.production import apply
 from evalgate.gate.sequential import SequentialGate, looks_of
 from evalgate.gate.serving import saturation_warnings, serving_warnings
@@ -233,13 +240,18 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         grading = combine_gradings(gradings)
     else:  # judge calls (after every model call), then the final grades
         grading = grading_phase(project, [*cand_records, *base_records], workers, cache)
+    review = project_review(project)
     decision = decide_gate(cfg.gate, cand_records,
-                           base_records if baseline is not None else None, cfg.samples)
+                           base_records if baseline is not None else None, cfg.samples, review)
     model = project.candidate
     all_records = [*cand_records, *(base_records if live is not None else [])]
     planned, saved, seq_info = persist.planned or len(all_records), 0, None
     if looks is not None and looks.outcomes:  # the looks' verdicts, at their nominal levels
         decision["verdicts"] = looks.verdicts()
+        if review is not None:
+            decision["verdicts"] = reviewed(cfg.gate, decision["verdicts"], cand_records,
+                                            base_records if baseline is not None else None,
+                                            review, cfg.samples)[0]
         decision["verdict"] = overall_verdict([v.verdict for v in decision["verdicts"]])
         planned = looks.calls_planned
         seq_info = looks.info(planned, len(all_records))
@@ -252,6 +264,8 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         + serving_warnings("candidate", cand_records, model.config.pricing.from_header)
     if live is not None:
         warnings += serving_warnings("baseline", base_records, live.config.pricing.from_header)
+    if decision.get("review") is not None:
+        warnings += decision["review"].notes
     result = RunResult(
         evalgate_version=__version__,
         run_id=run_id or uuid.uuid4().hex[:12],
@@ -307,6 +321,16 @@ def early_stop_notes(records: list[Record]) -> list[str]:
         return []
     reason = (stopped[0].error_message or "").removeprefix("not made: ")
     return [f"{len(stopped)} of {len(records)} calls were not made: {reason}"]
+
+
+def project_review(project: Project) -> ReviewInputs | None:
+    """What reviewers said, when the gate uses it or there is any (None: nothing to apply)."""
+    g = project.gate.config.gate
+    uses = (g.min_verified is not None or g.verified_only or g.min_judge_kappa is not None
+            or g.correct_for_judge)
+    if not uses and not project.labels and not any(e.case.verified for e in project.entries):
+        return None
+    return review_inputs(project.entries, project.labels)
 
 
 LATENCY_METRICS = ("latency_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",

@@ -32,6 +32,7 @@ from evalgate.gate.verdicts import blocks
 from evalgate.report import charts
 from evalgate.report.config_diff import config_rows
 from evalgate.report.production import html_section as production_section
+from evalgate.report.review import review_facts
 from evalgate.report.summary import spend_text
 from evalgate.results import CriterionResult, GuardrailVerdict, Record, RunResult
 
@@ -387,6 +388,7 @@ def run_facts(result: RunResult) -> list[tuple[str, str]]:
                      + (f", vote agreement {result.judge_agreement:.0%}"
                         if result.judge_agreement is not None else ""))]
           if result.judge_calls else []),
+        *review_facts(result),
         ("alpha (one-sided)", f"{result.alpha:g}"),
         ("on_inconclusive", result.on_inconclusive),
         ("canary_failures", result.canary_failures),

@@ -34,6 +34,7 @@ from evalgate.report.mdtext import (
     table,
 )
 from evalgate.report.production import markdown_lines
+from evalgate.report.review import review_facts
 from evalgate.report.summary import canary_problem, gate_cells, spend_text
 from evalgate.results import GuardrailVerdict, Record, RunResult
 
@@ -150,6 +151,10 @@ def _header(result: RunResult) -> list[str]:
     if result.environment.git_commit:
         facts.append(f"commit {code(result.environment.git_commit[:12], table=False)}")
     lines += [", ".join(facts) + ".", "", prose("C" + spend_text(result)[1:] + ".", 2000), ""]
+    review = review_facts(result)
+    if review:
+        lines += ["Human review: " + prose("; ".join(f"{k}: {v}" for k, v in review), 2000)
+                  + ".", ""]
     return lines
 
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from evalgate.gate.verdicts import fmt
 from evalgate.report.production import terminal_lines  # routes, load, determinism
+from evalgate.report.review import review_facts
 from evalgate.results import STOPPED_CLASS, GuardrailVerdict, Record, RunResult
 
 # Line breaks, C0/C1 controls (ESC starts ANSI sequences), DEL, and the Unicode line separators
@@ -201,6 +202,7 @@ def summary_lines(result: RunResult) -> list[str]:
         lines.append(f"judge {result.judge_model}: {result.judge_calls} calls{cached}, "
                      f"${result.judge_cost_usd:.4f} (apart from the candidate's spend), "
                      f"{result.judge_errors} judge errors{agreement}")
+    lines += [f"{name}: {text}" for name, text in review_facts(result)]
     if result.baseline is not None:
         b = result.baseline
         lines.append(f"baseline {b.name} ({b.source}); compared on "

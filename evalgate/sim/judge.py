@@ -15,7 +15,9 @@ in the context and at least half its content words are; with instructions, iff e
   fence exploits; `gullible: true` also obeys one inside the fence;
 * `malformed_rate`: the reply is not a strict verdict (bare "PASS", a fenced JSON block, lower
   case, a missing reason, two objects, a truncated object);
-* `flip_rate`: the verdict is flipped (judge noise; shows in judge agreement).
+* `flip_rate`: the verdict is flipped (judge noise; shows in judge agreement);
+* `miss_rate` / `false_alarm_rate`: a FAIL answered PASS / a PASS answered FAIL - the judge's
+  sensitivity and specificity against the script's verdict, the truth that labels measure.
 Draws are seeded by (seed, sample, the prompt with the fence marker blanked): never by the
 fence's random nonce, so runs repeat.
 """
@@ -114,4 +116,10 @@ def judge_reply(cfg: SimJudge, prompt: str, seed: int, sample: str) -> str:
     if rng.random() < cfg.flip_rate:
         verdict = "FAIL" if verdict == "PASS" else "PASS"
         reason = f"(noisy) {reason}"
+    if cfg.miss_rate or cfg.false_alarm_rate:  # no extra draw otherwise: old runs repeat
+        draw = rng.random()
+        if verdict == "FAIL" and draw < cfg.miss_rate:
+            verdict, reason = "PASS", "meets the rubric"  # a miss looks like any PASS
+        elif verdict == "PASS" and draw < cfg.false_alarm_rate:
+            verdict, reason = "FAIL", "does not meet the rubric"
     return json.dumps({"verdict": verdict, "reason": reason})

@@ -29,6 +29,19 @@ class Expected(BaseModel):
     reference: str | None = None
 
 
+class Verified(BaseModel):
+    """Who checked a canary's references by hand, and when (`evalgate review` writes it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    by: str = Field(min_length=1)
+    at: str = Field(min_length=1)  # ISO 8601 date or time
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _date_as_text(cls, value: Any) -> Any:
+        return value.isoformat() if hasattr(value, "isoformat") else value
+
+
 class Case(BaseModel):
     """One canary: a prompt (or a conversation) and what a good answer states and avoids."""
 
@@ -41,6 +54,9 @@ class Case(BaseModel):
     tags: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
     rubric: str | None = None
+    # Review metadata, left out of every dump (fingerprints, cache keys, templates): verifying
+    # a canary does not make it a changed canary.
+    verified: Verified | None = Field(None, exclude=True)
 
     @field_validator("id", mode="before")
     @classmethod

@@ -142,6 +142,14 @@ class GateSettings(Strict):
     routes: dict[str, dict[MetricName, Threshold]] = Field(default_factory=dict)
     # Opt-in sequential gating (evalgate/gate/sequential.py): `true` for looks at 1/3, 2/3, all.
     sequential: bool | SequentialSettings = False
+    # Human review (evalgate/gate/judge_calibration.py): while fewer canaries carry `verified:`
+    # the gate is INCONCLUSIVE; `verified_only` gates on those alone; a judge whose Cohen's
+    # kappa against the labels is below `min_judge_kappa` cannot decide the judged guardrails;
+    # `correct_for_judge` corrects the hallucination rate for the judge's measured error.
+    min_verified: int | None = Field(None, ge=1)
+    verified_only: bool = False
+    min_judge_kappa: float | None = Field(None, ge=-1, le=1)
+    correct_for_judge: bool = False
 
     @model_validator(mode="after")
     def _tested_bounds(self) -> GateSettings:
@@ -177,6 +185,7 @@ class GateConfig(Strict):
     load: LoadSpec | None = None
     determinism: DeterminismSpec | None = None
     judge: str | None = None  # model config of the judge (rubric checks `judge`, `grounded`)
+    labels: str = "labels"  # reviewers' labels (labels/*.jsonl, written by `evalgate review`)
 
     @field_validator("canaries", "rubrics", mode="before")
     @classmethod

@@ -15,6 +15,10 @@ class SimJudge(BaseModel):
     gullible: bool = False
     malformed_rate: float = Field(0.0, ge=0, le=1)
     flip_rate: float = Field(0.0, ge=0, le=1)
+    # Errors against the truth (the script's verdict), drawn after flip_rate: a real FAIL
+    # answered PASS (a missed hallucination), a real PASS answered FAIL (a false alarm).
+    miss_rate: float = Field(0.0, ge=0, le=1)
+    false_alarm_rate: float = Field(0.0, ge=0, le=1)
 
 
 class SimProfile(BaseModel):

@@ -39,6 +39,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from evalgate.stats.cost import compare_cost, cost_budget, fieller_ratio_bounds
+    from evalgate.stats.diagnostic import (
+        Accuracy,
+        CorrectedRate,
+        accuracy,
+        cohen_kappa,
+        corrected_rate,
+        rogan_gladen,
+    )
     from evalgate.stats.evidence import (
         Evidence,
         SloTest,
@@ -65,6 +73,12 @@ if TYPE_CHECKING:
     from evalgate.stats.throughput import throughput_floor
 
 _EXPORTS = {
+    "Accuracy": "diagnostic",
+    "CorrectedRate": "diagnostic",
+    "accuracy": "diagnostic",
+    "cohen_kappa": "diagnostic",
+    "corrected_rate": "diagnostic",
+    "rogan_gladen": "diagnostic",
     "Evidence": "evidence",
     "SloTest": "evidence",
     "Verdict": "evidence",
@@ -105,15 +119,20 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Accuracy",
+    "CorrectedRate",
     "Evidence",
     "SloTest",
     "Verdict",
+    "accuracy",
     "clopper_pearson_bounds",
+    "cohen_kappa",
     "compare_cost",
     "compare_latency_gm",
     "compare_p95",
     "compare_rate",
     "compare_score",
+    "corrected_rate",
     "cost_budget",
     "fieller_ratio_bounds",
     "finalize",
@@ -128,6 +147,7 @@ __all__ = [
     "p95_slo",
     "p95_slo_test",
     "rate_cap",
+    "rogan_gladen",
     "tango_ci",
     "tango_statistic",
     "throughput_floor",
