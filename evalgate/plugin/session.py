@@ -281,19 +281,25 @@ class GateSession:
             self._reports = None
         from evalgate.engine.persist import default_cache_mode
         from evalgate.pipeline.run import run_project
+        from evalgate.plugin.progress import ProgressPrinter
 
         try:
             cache = self.config.getoption("evalgate_cache") or default_cache_mode()
         except ValueError as exc:
             raise pytest.UsageError(f"evalgate: {exc}") from None
+        progress = ProgressPrinter.for_config(self.config)
         try:
             result = run_project(self.project, set(selected),
                                  self.config.getoption("evalgate_concurrency"), self.run_id,
                                  self.baseline, cache=cache,
                                  resume=self.config.getoption("evalgate_resume"),
-                                 shard=self.config.getoption("evalgate_shard"))
+                                 shard=self.config.getoption("evalgate_shard"),
+                                 progress=progress)
         except ConfigError as exc:  # e.g. a prompt template that fails on a case
             raise usage_error(exc) from None
+        finally:
+            if progress is not None:
+                progress.close()
         shard = self.config.getoption("evalgate_shard")
         if shard:
             result.shard = f"{shard[0]}/{shard[1]}"
