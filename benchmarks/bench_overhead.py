@@ -68,9 +68,9 @@ WARM_ENGINE = "engine, lazy imports preloaded"
 RSS_TARGET_MB = 300.0
 SIM_START_TIMEOUT_S = 60.0
 _LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))")
-_PYTEST_ENGINE_S = re.compile(r"HTTP attempts, ([0-9.]+)s")
+_PYTEST_ENGINE_S = re.compile(r"wall time ([0-9.]+)s")
 _PYTEST_TOTALS = re.compile(r"(\d+) passed")
-_PYTEST_CALLS = re.compile(r"calls: (\d+) made")
+_PYTEST_CALLS = re.compile(r"calls: candidate (\d+) made")
 NOOP = "pytest, no-op tests (pytest's own floor)"
 
 
