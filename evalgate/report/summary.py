@@ -202,8 +202,8 @@ def summary_lines(result: RunResult) -> list[str]:
     c = result.counts
     lines = [f"candidate {result.candidate.name} ({result.candidate.provider}, "
              f"{result.candidate.model}); {c['canaries']} canaries x {result.samples} "
-             f"sample(s), {c['errors']} candidate errors, wall time "
-             f"{result.wall_time_s:.2f}s" + reuse_text(result) + fault_facts(c),
+             f"sample(s), {c['errors']} candidate errors" + reuse_text(result)
+             + fault_facts(c),
              spend_text(result)]
     if result.partial:
         lines.insert(0, "PARTIAL run: interrupted before every call was made")
