@@ -367,6 +367,15 @@ class ReviewInfo(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
+class ConfigCalls(BaseModel):
+    """One config's calls in this run: the answers asked for and the HTTP attempts they took
+    (retries included); answers from the cache or the journal, and calls an early stop left
+    unmade, are in neither."""
+
+    made: int = 0
+    attempts: int = 0
+
+
 class RunResult(BaseModel):
     schema_version: int = SCHEMA_VERSION
     evalgate_version: str
@@ -379,7 +388,7 @@ class RunResult(BaseModel):
     candidate: ModelInfo
     samples: int
     concurrency: int
-    calls_made: int
+    calls_made: int  # every HTTP attempt: both configs' calls, load and determinism probes
     records: list[Record]
     metrics: dict[str, float | None]
     counts: dict[str, int]
@@ -399,6 +408,8 @@ class RunResult(BaseModel):
     total_cost_usd: float = 0.0  # spend of this run's calls (candidate and a live baseline)
     shard: str | None = None  # "I/N" for one slice of a sharded run; None when whole
     calls_from_cache: int = 0
+    # candidate, and a live baseline: one count each (the judge's calls are judge_calls)
+    calls_by_config: dict[str, ConfigCalls] = Field(default_factory=dict)
     # Production-like checks; empty/None unless configured (router candidate, traffic, load:,
     # determinism:).
     routes: list[RouteStats] = Field(default_factory=list)

@@ -1,6 +1,7 @@
 """Figures a reader can take at face value: money without exponents, p columns named for what
 they test, ratio margins as ratios, throttled time said to be summed, the verdict printed by
-`evalgate report`, and `--evalgate-samples` on the command line."""
+`evalgate report`, `--evalgate-samples` on the command line, and one count of calls per
+config."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from evalgate.cli import main
+from evalgate.gate.baseline import resolve
 from evalgate.gate.verdicts import fmt, money
 from evalgate.pipeline.project import load_project
 from evalgate.pipeline.run import run_project
+from evalgate.report.html import render_html
 from evalgate.report.summary import gate_cells, summary_lines
 from evalgate.results import GuardrailVerdict, write_result
+from evalgate.sim import SimServer
 from tests.conftest import make_cases, sim_model, write_project
 
 
@@ -59,3 +64,32 @@ def test_samples_override_on_the_command_line(pytester: pytest.Pytester) -> None
     bad = pytester.runpytest_subprocess("--evalgate", "--evalgate-samples=0")
     assert bad.ret == 4
     assert "--evalgate-samples: must be at least 1" in bad.stderr.str() + bad.stdout.str()
+
+
+def test_one_count_per_config_in_every_report(sim_server: SimServer, tmp_path: Path) -> None:
+    """Each config's calls and HTTP attempts (retries included), the same in the terminal, HTML
+    and JSON, and what the simulator saw over the wire; the judge's are not in them."""
+    for name, rate in (("cand", 0.3), ("base", 0.0)):
+        sim_server.add_profile(name, {"latency_ms": 1, "error_500_rate": rate, "seed": 2})
+    model = {"provider": "openai", "base_url": f"{sim_server.base_url}/v1", "model": "cand",
+             "timeout_s": 5, "max_retries": 3}
+    write_project(tmp_path, model=model, cases=make_cases(20),
+                  gate={"baseline": "models/baseline.yaml"})
+    (tmp_path / "models" / "baseline.yaml").write_text(yaml.safe_dump({**model, "model": "base"}))
+    project = load_project(tmp_path)
+    result = run_project(project, baseline=resolve("models/baseline.yaml", project.gate))
+    seen = sim_server.stats.models
+    cand, base = result.calls_by_config["candidate"], result.calls_by_config["baseline"]
+    assert (cand.made, base.made) == (20, 20)
+    assert (cand.attempts, base.attempts) == (seen["cand"], seen["base"]) == (
+        sum(len(r.attempts) for r in result.records), 20)
+    assert cand.attempts > 20  # the 500s were retried: attempts are not calls
+    assert result.calls_made == cand.attempts + base.attempts
+    counts = (f"candidate 20 made ({cand.attempts} HTTP attempts), baseline 20 made "
+              f"(20 HTTP attempts)")
+    lines = summary_lines(result)
+    assert counts in lines[1]
+    assert "HTTP attempts" not in lines[0]  # one count, said once
+    html = render_html(result)
+    assert html.count(counts) >= 1
+    assert f"{result.calls_made} HTTP attempts" not in "\n".join(lines)  # no other total

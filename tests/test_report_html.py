@@ -531,6 +531,64 @@ def test_browser_without_javascript_shows_every_canary(
     assert page.problems() == []
 
 
+LAYOUT = """(() => {
+  const rect = e => { const r = e.getBoundingClientRect();
+                      return {left: r.left, right: r.right, top: r.top, height: r.height}; };
+  const rows = [...document.querySelectorAll('table.gate tbody.g > tr:first-child')];
+  return {
+    scrollWidth: document.documentElement.scrollWidth, width: innerWidth,
+    headline: rect(document.getElementById('headline')),
+    rows: rows.map(tr => ({name: rect(tr.querySelector('td.name')),
+                           verdict: rect(tr.querySelector('td.vcell')),
+                           display: getComputedStyle(tr.querySelector('td.vcell')).display})),
+    thead: rect(document.querySelector('table.gate thead')),
+    labels: [...document.querySelectorAll('svg.chart text')].map(t => t.getBoundingClientRect()
+                                                                  .height).filter(h => h > 0),
+    charts: [...document.querySelectorAll('svg.chart')].map(
+      s => [Number(s.getAttribute('width')), s.getBoundingClientRect().width]),
+  };
+})()"""
+
+
+def test_browser_report_fits_400_px_and_keeps_its_layout_at_1400(
+        browser: Chromium, engine_result: RunResult, tmp_path: Path) -> None:
+    """A phone: no sideways scrolling of the page, each guardrail a card with its verdict first
+    and in view, chart labels as drawn (not shrunk to 4 px). A desktop: the table as before."""
+    result = engine_result.model_copy(deep=True)
+    result.verdicts[0].guardrail = "x" * 90  # a long unbreakable name: the headline must wrap
+    result.verdicts[0].reason = f"{'y' * 120}: FAIL"
+    result.verdicts[0].verdict = result.verdict = "FAIL"
+    path = tmp_path / "report.html"
+    path.write_text(render_html(result), encoding="utf-8")
+    narrow = Page(browser, width=400, height=900)
+    narrow.open(path)
+    phone = narrow.js(LAYOUT)
+    print(f"400 px: scrollWidth {phone['scrollWidth']}")
+    assert phone["scrollWidth"] <= 400
+    assert phone["headline"]["right"] <= phone["width"] and phone["headline"]["height"] > 40
+    assert len(phone["rows"]) == len(result.verdicts) > 3
+    for row in phone["rows"]:
+        assert row["display"] == "block"
+        assert 0 <= row["verdict"]["left"] < row["verdict"]["right"] <= phone["width"]
+        assert row["verdict"]["top"] < row["name"]["top"]  # the verdict first
+    assert phone["thead"]["height"] <= 1  # its column names are on each value instead
+    assert min(phone["labels"]) >= 8  # drawn at 9-11 px; shrunk to fit they were 4-5 px
+    assert all(drawn == shown for drawn, shown in phone["charts"])
+    assert narrow.problems() == []
+
+    wide = Page(browser, width=1400, height=900)
+    wide.open(path)
+    desk = wide.js(LAYOUT)
+    print(f"1400 px: scrollWidth {desk['scrollWidth']}")
+    assert desk["scrollWidth"] <= 1400
+    for row in desk["rows"]:  # one table row per guardrail, the verdict in the last column
+        assert row["display"] == "table-cell"
+        assert row["verdict"]["top"] == row["name"]["top"]
+        assert row["verdict"]["left"] > row["name"]["right"] + 600
+    assert desk["thead"]["height"] > 10
+    assert all(drawn == shown for drawn, shown in desk["charts"])
+    assert min(desk["labels"]) >= 8
+
 def test_ten_thousand_canaries_stay_small_and_fast(
         browser: Chromium, engine_result: RunResult, tmp_path: Path) -> None:
     big = scaled(engine_result, 10_000)

@@ -32,7 +32,8 @@ class ConfigProgress:
 
 @dataclass
 class CallMonitor:
-    """Fed every finished call by the executor; `stop_reason` set when the run should stop."""
+    """Fed every finished call by the executor; `stop_reason` set when the run should stop.
+    `on_update` sees it once when created and after every finished call."""
 
     totals: dict[str, int]
     on_update: Callable[[CallMonitor], None] | None = None
@@ -43,6 +44,8 @@ class CallMonitor:
 
     def __post_init__(self) -> None:
         self.configs = {label: ConfigProgress(total=n) for label, n in self.totals.items()}
+        if self.on_update is not None:  # 0 of N: a progress display can start before any answer
+            self.on_update(self)
 
     @classmethod
     def for_jobs(cls, jobs: Sequence[Sequence[tuple[object, object, str]]],
@@ -87,6 +90,53 @@ class CallMonitor:
         if not done:
             return None
         return self.elapsed_s * (total - done) / done
+
+
+@dataclass(frozen=True)
+class ConfigSnapshot:
+    """One config's counts at one moment, copied so another thread can render them."""
+
+    label: str
+    done: int
+    total: int
+    errors: dict[str, int]
+    throttled_ms: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The run's counts at one moment: per config, elapsed and ETA (None before any answer)."""
+
+    configs: tuple[ConfigSnapshot, ...]
+    elapsed_s: float
+    eta_s: float | None
+    stop_reason: str | None
+
+    @property
+    def done(self) -> int:
+        return sum(c.done for c in self.configs)
+
+    @property
+    def total(self) -> int:
+        return sum(c.total for c in self.configs)
+
+    @property
+    def throttled_ms(self) -> float:
+        """Summed over calls: waits of concurrent calls overlap, so it can exceed the wall time."""
+        return sum(c.throttled_ms for c in self.configs)
+
+
+def snapshot(monitor: CallMonitor) -> Snapshot:
+    """Copy the counts: a progress thread reads them while the event loop updates them (each
+    copy below is one C-level operation under the GIL, so none sees a dict mid-resize)."""
+    items = list(monitor.configs.items())
+    configs = tuple(ConfigSnapshot(label, p.done, p.total, dict(p.errors), p.throttled_ms)
+                    for label, p in items)
+    done = sum(c.done for c in configs)
+    total = sum(c.total for c in configs)
+    elapsed = monitor.elapsed_s
+    eta = elapsed * (total - done) / done if done else None
+    return Snapshot(configs, elapsed, eta, monitor.stop_reason)
 
 
 def stopped_record(record_fields: dict[str, object], reason: str) -> Record:

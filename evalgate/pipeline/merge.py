@@ -21,7 +21,7 @@ from evalgate.gate.guardrails import FALLBACK_NOTE, decide_gate, fallback_warnin
 from evalgate.gate.production import redecided_extras
 from evalgate.gate.verdicts import overall_verdict
 from evalgate.report.summary import summary_lines
-from evalgate.results import ComparisonInfo, RunResult, read_result, write_result
+from evalgate.results import ComparisonInfo, ConfigCalls, RunResult, read_result, write_result
 
 # Warnings that depend on which canaries a run had: dropped from the shards', written afresh.
 _PER_RUN_WARNINGS = ("canary(ies) are not in the baseline run", "canary(ies) changed since",
@@ -111,6 +111,7 @@ def merge_results(results: Sequence[RunResult]) -> RunResult:
         "wall_time_s": max(r.wall_time_s for r in results),
         "concurrency": max(r.concurrency for r in results),
         "calls_made": sum(r.calls_made for r in results),
+        "calls_by_config": merged_calls(results),
         "calls_from_cache": sum(r.calls_from_cache for r in results),
         "calls_from_journal": sum(r.calls_from_journal for r in results),
         "partial": any(r.partial for r in results),
@@ -129,6 +130,17 @@ def merge_results(results: Sequence[RunResult]) -> RunResult:
         "comparison": comparison,
         "warnings": warnings,
     })
+
+
+def merged_calls(results: Sequence[RunResult]) -> dict[str, ConfigCalls]:
+    """Each config's calls and attempts, summed over the shards."""
+    out: dict[str, ConfigCalls] = {}
+    for r in results:
+        for config, calls in r.calls_by_config.items():
+            total = out.setdefault(config, ConfigCalls())
+            total.made += calls.made
+            total.attempts += calls.attempts
+    return out
 
 
 def merged_judge(results: list[RunResult]) -> dict[str, object]:

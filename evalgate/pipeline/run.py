@@ -46,6 +46,7 @@ from evalgate.results import (
     STOPPED_CLASS,
     BaselineInfo,
     ComparisonInfo,
+    ConfigCalls,
     ModelInfo,
     Record,
     RunEnvironment,
@@ -281,6 +282,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         concurrency=workers,
         calls_made=sum(len(r.attempts) for r in all_records
                        if (r.config, r.record_id) not in persist.reused),
+        calls_by_config=calls_by_config(all_records, persist.reused),
         calls_planned=planned,
         calls_saved_sequential=saved,
         sequential=seq_info,
@@ -312,6 +314,20 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     else:
         publish(result, persist.finish)
     return result
+
+
+def calls_by_config(records: list[Record], reused: set[tuple[str, str]]
+                    ) -> dict[str, ConfigCalls]:
+    """Per config, the calls this run made and their HTTP attempts: the one count the terminal
+    and the reports show (not answers from the cache or journal, nor calls left unmade)."""
+    out: dict[str, ConfigCalls] = {}
+    for r in records:
+        counts = out.setdefault(r.config, ConfigCalls())
+        if r.cached or r.error_class == STOPPED_CLASS or (r.config, r.record_id) in reused:
+            continue
+        counts.made += 1
+        counts.attempts += len(r.attempts)
+    return out
 
 
 def early_stop_notes(records: list[Record]) -> list[str]:

@@ -62,8 +62,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run only shard I of N: a stable slice of the canaries (by a hash of "
                          "each canary's key, all its samples together); join the shards' "
                          "results with 'evalgate merge'")
-
-
     group.addoption("--evalgate-resume", action="store_true", default=False,
                     help="finish an interrupted run (killed or Ctrl-C): reuse the answers in "
                          "its journal (.evalgate/journal/) and make only the missing calls")
@@ -71,6 +69,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     choices=("off", "read", "write", "on"),
                     help="response cache (.evalgate/cache/): off, read, write or on (read and "
                          "write). Default: on for local runs, off in CI (env CI=true)")
+    group.addoption("--evalgate-progress-every", metavar="SECONDS", type=float, default=None,
+                    help="progress while the calls run: redrawn in place on a terminal; in CI "
+                         "(env CI set) or when not a terminal, a line every SECONDS (default: "
+                         "env EVALGATE_PROGRESS_EVERY, else 10); 0 turns it off")
+
+
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     from evalgate.plugin import hookspecs
 
@@ -104,6 +108,8 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("evalgate"):
         return
+    from evalgate.plugin.progress import progress_every
     from evalgate.plugin.session import GateSession
 
+    progress_every(config)  # a bad EVALGATE_PROGRESS_EVERY is a usage error before any call
     config.pluginmanager.register(GateSession.from_config(config), "evalgate-session")

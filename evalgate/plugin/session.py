@@ -281,14 +281,18 @@ class GateSession:
             self._reports = None
         from evalgate.engine.persist import default_cache_mode
         from evalgate.pipeline.run import run_project
+        from evalgate.plugin.progress import ProgressPrinter
 
         try:
             cache = self.config.getoption("evalgate_cache") or default_cache_mode()
         except ValueError as exc:
             raise pytest.UsageError(f"evalgate: {exc}") from None
         shard = self.config.getoption("evalgate_shard")
+        progress = ProgressPrinter.for_config(self.config)
 
         def publish(result: RunResult, done: Callable[[], None]) -> None:
+            if progress is not None:  # the calls are over: the last counts before the reports
+                progress.close()
             if shard:
                 result.shard = f"{shard[0]}/{shard[1]}"
             if warning:
@@ -300,9 +304,12 @@ class GateSession:
                                  self.config.getoption("evalgate_concurrency"), self.run_id,
                                  self.baseline, cache=cache,
                                  resume=self.config.getoption("evalgate_resume"),
-                                 shard=shard, publish=publish)
+                                 shard=shard, publish=publish, progress=progress)
         except ConfigError as exc:  # e.g. a prompt template that fails on a case
             raise usage_error(exc) from None
+        finally:
+            if progress is not None:
+                progress.close()
         self._set_result(result)
         if result.partial:  # Ctrl-C: reports are written and say partial; pytest stops (exit 2)
             raise KeyboardInterrupt

@@ -33,7 +33,7 @@ from evalgate.report import charts
 from evalgate.report.config_diff import config_rows
 from evalgate.report.production import html_section as production_section
 from evalgate.report.review import review_facts
-from evalgate.report.summary import spend_text
+from evalgate.report.summary import calls_made_text, spend_text
 from evalgate.results import CriterionResult, GuardrailVerdict, Record, RunResult
 
 MAX_ANSWER_CHARS = 2000   # per answer in the canary table; the JSON keeps the full text
@@ -361,10 +361,10 @@ def run_facts(result: RunResult) -> list[tuple[str, str]]:
         ("rubric fingerprints", ", ".join(f"{k} {v}" for k, v in
                                           result.rubric_fingerprints.items()) or "none"),
         ("canaries x samples", f"{c.get('canaries', 0)} x {result.samples}"),
-        ("calls", f"{c.get('calls', len(result.records))} candidate"
+        ("answers", f"{c.get('calls', len(result.records))} candidate"
                   + (f" + {len(result.baseline_records)} baseline"
                      if result.baseline_records else "")),
-        ("HTTP attempts made", f"{result.calls_made}"),
+        ("calls made (HTTP attempts)", calls_made_text(result)),
         ("calls from cache", f"{result.calls_from_cache}"
                              + (" (their latency: measured when cached)"
                                 if result.calls_from_cache else "")),
@@ -382,7 +382,8 @@ def run_facts(result: RunResult) -> list[tuple[str, str]]:
         ("concurrency", f"{result.concurrency}"),
         ("wall time", f"{result.wall_time_s:,.2f} s"),
         ("total spend", usd(result.total_cost_usd)),
-        *([("judge", f"{result.judge_model}: {result.judge_calls} calls, "
+        *([("judge", f"{result.judge_model}: {result.judge_calls} calls (not in the calls "
+                     "above), "
                      f"{usd(result.judge_cost_usd)} (not in the spend above), "
                      f"{result.judge_errors} judge errors"
                      + (f", vote agreement {result.judge_agreement:.0%}"

@@ -123,6 +123,23 @@ def reuse_text(result: RunResult) -> str:
     return "".join(f"; {p}" for p in parts)
 
 
+def calls_made_text(result: RunResult, made: int | None = None) -> str:
+    """`candidate 228 made (231 HTTP attempts), baseline 228 made (231 HTTP attempts)`: one count
+    per config, the same in every report; the judge's calls are counted apart (judge_calls).
+    A result saved before the per-config counts shows its totals."""
+    by = result.calls_by_config
+    if not by:
+        if made is None:
+            return f"{result.calls_made} HTTP attempts"
+        return f"{made} made ({result.calls_made} HTTP attempts)"
+    text = ", ".join(f"{config} {c.made} made ({c.attempts} HTTP attempts)"
+                     for config, c in by.items())
+    probes = result.calls_made - sum(c.attempts for c in by.values())
+    if probes > 0:  # the load profile's and determinism's own requests
+        text += f", {probes} HTTP attempts by the production checks"
+    return text
+
+
 def spend_text(result: RunResult) -> str:
     """Calls made and saved (cache, sequential stop), spend and wall time, in one sentence."""
     answered = len(result.records) + (len(result.baseline_records)
@@ -132,7 +149,7 @@ def spend_text(result: RunResult) -> str:
         sum(r.error_class == STOPPED_CLASS for r in result.baseline_records))
     made = max(0, answered - result.calls_from_cache - result.calls_from_journal - unmade)
     saved = result.calls_from_cache + result.calls_from_journal + result.calls_saved_sequential
-    text = f"calls: {made} made ({result.calls_made} HTTP attempts)"
+    text = f"calls: {calls_made_text(result, made)}"
     if result.calls_planned is not None:
         text += f" of {result.calls_planned} planned"
     parts = [f"{result.calls_from_cache} from cache"]
@@ -185,9 +202,9 @@ def summary_lines(result: RunResult) -> list[str]:
     """The terminal's gate section: run facts, the gate table, the sentences and warnings."""
     c = result.counts
     lines = [f"candidate {result.candidate.name} ({result.candidate.provider}, "
-             f"{result.candidate.model}); {c['canaries']} canaries, {c['calls']} calls, "
-             f"{c['errors']} errors, {result.calls_made} HTTP attempts, "
-             f"{result.wall_time_s:.2f}s" + reuse_text(result) + fault_facts(c),
+             f"{result.candidate.model}); {c['canaries']} canaries x {result.samples} "
+             f"sample(s), {c['errors']} candidate errors" + reuse_text(result)
+             + fault_facts(c),
              spend_text(result)]
     if result.partial:
         lines.insert(0, "PARTIAL run: interrupted before every call was made")
@@ -199,7 +216,8 @@ def summary_lines(result: RunResult) -> list[str]:
                      if result.judge_agreement is not None else "")
         cached = (f", {result.judge_calls_from_cache} verdicts from cache"
                   if result.judge_calls_from_cache else "")
-        lines.append(f"judge {result.judge_model}: {result.judge_calls} calls{cached}, "
+        lines.append(f"judge {result.judge_model}: {result.judge_calls} calls (not in the "
+                     f"calls above){cached}, "
                      f"${result.judge_cost_usd:.4f} (apart from the candidate's spend), "
                      f"{result.judge_errors} judge errors{agreement}")
     lines += [f"{name}: {text}" for name, text in review_facts(result)]
