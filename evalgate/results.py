@@ -136,6 +136,9 @@ class Record(BaseModel):
     cached_input_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
+    # inline reasoning (`<think>...</think>`) taken off the answer before grading
+    # (strip_reasoning, on by default); kept here for reading, never graded
+    reasoning_text: str | None = None
     cost_source: str | None = None
     table_cost_usd: float | None = None
 

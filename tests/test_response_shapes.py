@@ -182,6 +182,58 @@ def test_anthropic_429_rate_limit_is_still_retried(tmp_path: Path) -> None:
     assert record.error_class == "rate_limited" and len(record.attempts) == 3
 
 
+THINKING = ("<think>The policy page once said 1000 days; maybe it still does.</think>\n\n"
+            "Answer: 0 days.")
+
+
+def test_inline_reasoning_is_taken_off_before_grading_and_kept(tmp_path: Path) -> None:
+    record = run(tmp_path, always(completion(THINKING))).records[0]
+    assert record.ok and record.text == "Answer: 0 days." and record.passed
+    assert record.reasoning_text == "The policy page once said 1000 days; maybe it still does."
+    assert record.reasoning_tokens is not None and record.reasoning_tokens > 0
+    assert record.output_tokens == 5  # the server's count, reasoning included
+
+
+def test_inline_reasoning_is_graded_as_written_when_asked(tmp_path: Path) -> None:
+    with wire_server(always(completion(THINKING))) as server:
+        model = {"provider": "openai", "base_url": f"{server.base_url}/v1", "model": "m",
+                 "max_retries": 0, "strip_reasoning": False,
+                 "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}
+        write_project(tmp_path, model=model, cases=make_cases(1))
+        record = run_project(load_project(tmp_path)).records[0]
+    assert record.text == THINKING and record.reasoning_text is None
+    assert record.passed is False  # "1000 days" is the canary's forbidden statement
+
+
+def test_an_unclosed_reasoning_block_leaves_no_answer(tmp_path: Path) -> None:
+    body = completion("<think>Let me work out the policy. First, the", "length")
+    record = run(tmp_path, always(body)).records[0]
+    assert (record.ok, record.error_class) == (False, "max_tokens")
+    assert record.text == "" and record.reasoning_text is not None
+
+
+def test_a_cached_answer_keeps_its_tool_calls_reasoning_and_cache_prices(tmp_path: Path) -> None:
+    calls = [ChatCompletionMessageFunctionToolCall(
+        id="call_1", type="function",
+        function=Function(name="get_weather", arguments='{"city": "Paris"}'))]
+    usage = CompletionUsage(prompt_tokens=1000, completion_tokens=100, total_tokens=1100,
+                            prompt_tokens_details=PromptTokensDetails(cached_tokens=800))
+    body = completion(THINKING, "tool_calls", tool_calls=calls, usage=usage)
+    pricing = {"input_per_mtok": 1.0, "output_per_mtok": 2.0, "cached_input_per_mtok": 0.1}
+    with wire_server(always(body)) as server:
+        model = {"provider": "openai", "base_url": f"{server.base_url}/v1", "model": "m",
+                 "max_retries": 0, "pricing": pricing}
+        write_project(tmp_path, model=model, cases=make_cases(1))
+        made = run_project(load_project(tmp_path), cache="on").records[0]
+        cached = run_project(load_project(tmp_path), cache="on").records[0]
+    assert not made.cached and cached.cached
+    for field in ("text", "tool_calls", "cached_input_tokens", "reasoning_text",
+                  "reasoning_tokens", "cost_usd"):
+        assert getattr(cached, field) == getattr(made, field), field
+    assert cached.tool_calls[0].arguments == {"city": "Paris"}
+    assert cached.cost_usd == pytest.approx((200 * 1.0 + 800 * 0.1 + 100 * 2.0) / 1e6)
+
+
 def test_openai_cached_and_reasoning_tokens_are_priced(tmp_path: Path) -> None:
     usage = CompletionUsage(prompt_tokens=1000, completion_tokens=100, total_tokens=1100,
                             prompt_tokens_details=PromptTokensDetails(cached_tokens=800),

@@ -32,7 +32,13 @@ from evalgate.engine.providers import (
 )
 from evalgate.engine.providers.base import rate_limit_pause_s
 from evalgate.engine.providers.streaming import StreamingProvider, stream_fields
-from evalgate.engine.replies import cost_fields, detail_fields, header_cost, unanswered
+from evalgate.engine.replies import (
+    cost_fields,
+    detail_fields,
+    header_cost,
+    reasoning_fields,
+    unanswered,
+)
 from evalgate.engine.throttling import THROTTLE_CLASSES, AdaptiveLimit, RateLimiter, RetryPolicy
 from evalgate.results import Attempt, Record
 from evalgate.spec.config import LoadedModel
@@ -97,6 +103,8 @@ def scrub(record: Record, redact: Callable[[str], str]) -> Record:
     error message shortened only after that."""
     if record.text is not None:
         record.text = redact(record.text)
+    if record.reasoning_text is not None:
+        record.reasoning_text = redact(record.reasoning_text)
     if record.error_message is not None:
         message = redact(record.error_message)
         if len(message) > ERROR_MESSAGE_CHARS:
@@ -310,11 +318,13 @@ class Executor:
             else estimate_tokens(reply.text)
         if answerer.limiter.per_token:
             answerer.limiter.settle(out.estimate, tokens_in, tokens_out)
-        fields = dict(text=reply.text, finish_reason=reply.finish_reason,
+        strip = answerer.model.config.strip_reasoning is not False
+        fields = dict(finish_reason=reply.finish_reason,
                       input_tokens=tokens_in, output_tokens=tokens_out,
                       usage_estimated=estimated,
                       **cost_fields(answerer.pricing, reply, tokens_in, tokens_out),
-                      **detail_fields(reply),
+                      **(detail_fields(reply)
+                         | reasoning_fields(reply, strip)),
                       latency_ms=out.latency_s * 1000, answered_by=answered_by,
                       **stream_fields(reply, tokens_out))
         stopped = unanswered(reply)

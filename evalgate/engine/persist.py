@@ -189,6 +189,10 @@ class Journal:
 
 
 STREAM_FIELDS = ("streamed", "ttft_ms", "itl_ms", "itl_p95_ms", "tokens_per_s")
+# What an answer carries beside its text: the tool calls it asked for (graded by tool
+# canaries), its cache and reasoning token counts (priced) and the reasoning taken off it.
+DETAIL_FIELDS = ("tool_calls", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
+                 "reasoning_text")
 
 
 def model_identity(model: LoadedModel) -> dict[str, Any]:
@@ -361,6 +365,8 @@ class ResponseCache:
                  "route": record.route, "model": record.model}
         if record.streamed is not None:  # the stream's timing, measured when it was made
             value.update(record.model_dump(include=set(STREAM_FIELDS)))
+        value.update({k: v for k, v in record.model_dump(mode="json", include=set(
+            DETAIL_FIELDS)).items() if v not in (None, [])})
         measured = datetime.now(UTC).isoformat(timespec="seconds")
         self.pending.append((key, json.dumps(value), measured))
         if len(self.pending) >= CACHE_BATCH:
@@ -389,7 +395,10 @@ def cached_record(model: LoadedModel, call: PlannedCall, label: str,
     router = getattr(model, "router", None)
     if router is not None:  # a routed answer is priced by the target that gave it
         model = next((t for t in router.targets() if t.name == value.get("model")), model)
-    cost = (model.config.pricing.cost(tokens_in, tokens_out)
+    details = {k: value[k] for k in DETAIL_FIELDS if k in value}
+    cost = (model.config.pricing.cost(tokens_in, tokens_out,
+                                      details.get("cached_input_tokens") or 0,
+                                      details.get("cache_write_tokens") or 0)
             if isinstance(tokens_in, int) and isinstance(tokens_out, int) else None)
     return Record(key=entry.key, set=entry.set_name, case_id=entry.case.id, sample=call.sample,
                   config=label, tags=entry.case.tags, ok=True, text=value["text"],
@@ -399,7 +408,7 @@ def cached_record(model: LoadedModel, call: PlannedCall, label: str,
                   latency_ms=value.get("latency_ms"), route=value.get("route"),
                   model=value.get("model"), cached=True,
                   cached_at=value.get("measured_at"),
-                  **{k: value[k] for k in STREAM_FIELDS if k in value})
+                  **{k: value[k] for k in STREAM_FIELDS if k in value}, **details)
 
 
 # -- the wrapper around the executor -------------------------------------------------------

@@ -3,12 +3,14 @@ gateway's header), its tool calls and token details, and whether it is an answer
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from evalgate.engine.providers.base import Reply
 from evalgate.engine.providers.shapes import STOP_CLASSES, STOP_MESSAGES
 from evalgate.results import ToolCall
 from evalgate.spec.config import Pricing
+from evalgate.text.tokens import estimate_tokens
 
 
 def header_cost(value: str | None) -> float | None:
@@ -50,3 +52,31 @@ def unanswered(reply: Reply) -> tuple[str, str] | None:
     refusal = (reply.refusal or reply.text or "(no text)").strip()
     return error_class, STOP_MESSAGES[error_class].format(reason=reply.finish_reason,
                                                           refusal=refusal[:300])
+
+
+# Reasoning written inline before the answer (Ollama, DeepSeek-R1-style and Qwen models):
+# `<think>...</think>` (or `<thinking>`), or an opening tag never closed when the token
+# budget ran out inside the reasoning.
+_REASONING = re.compile(r"\A\s*<(think|thinking)>(.*?)(?:</\1>|\Z)\s*", re.S | re.I)
+
+
+def split_reasoning(text: str) -> tuple[str, str | None]:
+    """(answer, reasoning): the inline reasoning block taken off the front of a reply, so it
+    is not graded as part of the answer (its guesses would read as hallucinations)."""
+    match = _REASONING.match(text)
+    if match is None:
+        return text, None
+    return text[match.end():], match.group(2).strip()
+
+
+def reasoning_fields(reply: Reply, strip: bool) -> dict[str, Any]:
+    """The answer's text and, with `strip`, the inline reasoning apart from it, counted in the
+    reasoning tokens when the server did not count them."""
+    if not strip:
+        return {"text": reply.text}
+    text, reasoning = split_reasoning(reply.text)
+    if reasoning is None:
+        return {"text": text}
+    tokens = reply.reasoning_tokens if reply.reasoning_tokens is not None \
+        else estimate_tokens(reasoning)
+    return {"text": text, "reasoning_text": reasoning, "reasoning_tokens": tokens}

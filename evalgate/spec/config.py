@@ -298,6 +298,9 @@ class ModelConfig(Strict):
     # stream with no chunk for stream_idle_timeout_s is `stalled_stream`.
     stream: bool = False
     stream_idle_timeout_s: float = Field(30.0, gt=0)
+    # Take inline reasoning (`<think>...</think>` before the answer) off the text before
+    # grading; unset means on (false grades the text as written).
+    strip_reasoning: bool | None = None
 
     @model_validator(mode="after")
     def _provider_needs(self) -> ModelConfig:
@@ -339,7 +342,7 @@ class ModelConfig(Strict):
 
 # Settings added after configs were first fingerprinted: left out of the fingerprint while
 # unset, so a config that does not use them keeps the fingerprint (and cache) it had.
-LATER_SETTINGS = ("max_concurrency",)
+LATER_SETTINGS = ("max_concurrency", "strip_reasoning")
 LATER_PRICING = ("cached_input_per_mtok", "cache_write_per_mtok", "from_header")
 
 
