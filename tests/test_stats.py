@@ -318,8 +318,9 @@ def test_compare_rate_binary_uses_tango_and_mcnemar() -> None:
                       samples=1)
     assert ev.discordant == (b, c)
     assert ev.effect == pytest.approx((b - c) / n)
-    assert (ev.ci_low, ev.ci_high) == pytest.approx(tango_ci(b, c, n, ALPHA))
-    assert ev.p_value == pytest.approx(stats.norm.cdf(tango_statistic(b, c, n, 0.05)))
+    # continuity-corrected since issue 17 (the uncorrected bound is liberal with few pairs)
+    assert (ev.ci_low, ev.ci_high) == pytest.approx(tango_ci(b, c, n, ALPHA, 0.5))
+    assert ev.p_value == pytest.approx(stats.norm.cdf(tango_statistic(b, c, n, 0.05, 0.5)))
     assert ev.p_regression == pytest.approx(mcnemar_regression_p(b, c))
     assert ev.min_passable_margin == ev.ci_high
     d = (b - c) / n
@@ -342,12 +343,14 @@ def test_compare_rate_binary_pass_and_fail_from_the_bounds() -> None:
     assert ev.verdict == "FAIL"
 
 
-def test_compare_rate_binary_needs_ten_discordant_pairs() -> None:
+def test_compare_rate_binary_few_discordant_pairs_decide_by_the_corrected_bounds() -> None:
+    # Issue 17 removed the minimum of 10 discordant pairs (it made the verdict non-monotone).
     cand, base = paired_binary(2, 1, 1000)
     ev = compare_rate(cand, base, guardrail="h", margin=0.05, alpha=ALPHA, samples=1)
-    assert ev.ci_high < 0.05  # the bounds alone would pass
-    assert ev.verdict == "INCONCLUSIVE"
-    assert ev.note is not None and "discordant" in ev.note
+    assert ev.ci_high == pytest.approx(tango_ci(2, 1, 1000, ALPHA, 0.5)[1])
+    assert ev.ci_high < 0.05
+    assert ev.verdict == "PASS"
+    assert ev.note is None
 
 
 def test_compare_rate_binary_pass_rate_worse_lower() -> None:
@@ -356,7 +359,7 @@ def test_compare_rate_binary_pass_rate_worse_lower() -> None:
     cand, base = paired_binary(b, c, n, worse="lower")
     ev = compare_rate(cand, base, guardrail="pass_rate", margin=0.03, alpha=ALPHA, samples=1,
                       worse="lower")
-    low, high = tango_ci(b, c, n, ALPHA)
+    low, high = tango_ci(b, c, n, ALPHA, 0.5)
     assert ev.discordant == (b, c)
     assert ev.effect == pytest.approx(-(b - c) / n)
     assert (ev.ci_low, ev.ci_high) == pytest.approx((-high, -low))
@@ -373,7 +376,7 @@ def test_sentence_quotes_the_worse_side_bound_when_not_failing_beyond_margin() -
     cand, base = paired_binary(b, c, n, worse="higher")
     ev = compare_rate(cand, base, guardrail="h", margin=0.05, alpha=ALPHA, samples=1)
     assert ev.verdict != "FAIL"
-    assert f"95% upper bound {tango_ci(b, c, n, ALPHA)[1] * 100:+.1f} points" in ev.sentence
+    assert f"95% upper bound {tango_ci(b, c, n, ALPHA, 0.5)[1] * 100:+.1f} points" in ev.sentence
 
 
 def test_compare_rate_clustered_uses_paired_t() -> None:
@@ -421,10 +424,11 @@ def test_mde_note_when_the_margin_is_below_what_the_run_can_detect() -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def test_rate_cap_wilson_verdicts() -> None:
+def test_rate_cap_exact_verdicts() -> None:
+    # Clopper-Pearson since issue 17 (Wilson's one-sided bound was liberal at the cap)
     zeros = np.zeros(300)
     ev = rate_cap(zeros, guardrail="h", cap=0.05, alpha=ALPHA, samples=1)
-    assert ev.ci_high == pytest.approx(Z_ALPHA ** 2 / (300 + Z_ALPHA ** 2))
+    assert ev.ci_high == pytest.approx(1 - ALPHA ** (1 / 300))
     assert ev.verdict == "PASS" and ev.p_regression is None
     many = np.r_[np.ones(30), np.zeros(70)]
     assert rate_cap(many, guardrail="h", cap=0.1, alpha=ALPHA, samples=1).verdict == "FAIL"
@@ -434,7 +438,7 @@ def test_rate_cap_wilson_verdicts() -> None:
     # a floor on a pass rate mirrors it
     passes = np.r_[np.ones(95), np.zeros(5)]
     floor = rate_cap(passes, guardrail="pass", cap=0.8, alpha=ALPHA, samples=1, worse="lower")
-    assert floor.ci_low == pytest.approx(wilson_bounds(95, 100, ALPHA)[0])
+    assert floor.ci_low == pytest.approx(stats.beta.ppf(ALPHA, 95, 6))
     assert floor.verdict == "PASS"
     assert rate_cap(passes, guardrail="pass", cap=0.99, alpha=ALPHA, samples=1,
                     worse="lower").verdict == "FAIL"
@@ -442,19 +446,22 @@ def test_rate_cap_wilson_verdicts() -> None:
 
 def test_rate_cap_of_zero_can_fail_but_never_pass() -> None:
     clean = rate_cap(np.zeros(500), guardrail="h", cap=0.0, alpha=ALPHA, samples=1)
-    assert clean.verdict == "INCONCLUSIVE" and clean.p_value is None
+    assert clean.verdict == "INCONCLUSIVE" and clean.p_value == 1.0
     assert clean.note is not None and "never" in clean.note
     dirty = rate_cap(np.r_[np.ones(3), np.zeros(497)], guardrail="h", cap=0.0, alpha=ALPHA,
                      samples=1)
     assert dirty.verdict == "FAIL"
 
 
-def test_rate_cap_score_p_agrees_with_the_wilson_bound() -> None:
-    """The Wilson bound is the inversion of the score test: PASS exactly when p < alpha."""
+def test_rate_cap_exact_p_agrees_with_the_clopper_pearson_bound() -> None:
+    """The Clopper-Pearson bound is the inversion of the exact binomial test: PASS exactly when
+    p < alpha, and p is scipy's binomtest."""
     for x in range(0, 41):
         ev = rate_cap(np.r_[np.ones(x), np.zeros(400 - x)], guardrail="h", cap=0.06,
                       alpha=ALPHA, samples=1)
         assert (ev.p_value < ALPHA) == (ev.verdict == "PASS")
+        assert ev.p_value == pytest.approx(
+            stats.binomtest(x, 400, 0.06, alternative="less").pvalue, rel=1e-9)
 
 
 def test_rate_cap_clustered_t_and_minimum() -> None:
@@ -462,17 +469,22 @@ def test_rate_cap_clustered_t_and_minimum() -> None:
     x = rng.binomial(4, 0.03, 100) / 4
     ev = rate_cap(x, guardrail="h", cap=0.1, alpha=ALPHA, samples=4)
     t_high = x.mean() + stats.t.isf(ALPHA, 99) * stats.sem(x)
-    wilson_high = wilson_bounds(float(x.sum()), 100, ALPHA)[1]
-    assert ev.ci_high == pytest.approx(max(t_high, wilson_high))
+    total = float(x.sum())
+    cp_high = stats.beta.isf(ALPHA, total + 1, 100 - total)
+    assert ev.ci_high == pytest.approx(max(t_high, cp_high))
     assert ev.verdict == "PASS"
-    assert rate_cap(x[:29], guardrail="h", cap=0.5, alpha=ALPHA,
-                    samples=4).verdict == "INCONCLUSIVE"
+    # Below 30 canaries (issue 17): exact bounds on the canaries with any / every draw bad,
+    # instead of INCONCLUSIVE whatever the data.
+    small = rate_cap(x[:29], guardrail="h", cap=0.5, alpha=ALPHA, samples=4)
+    assert small.ci_high == pytest.approx(stats.beta.isf(ALPHA, np.sum(x[:29] > 0) + 1,
+                                                         29 - np.sum(x[:29] > 0)))
+    assert small.verdict == "PASS"
 
 
 def test_rate_cap_clustered_never_collapses_on_zero_variance() -> None:
     """No event at all in 64 canaries x 2 samples is not proof of a 0% rate."""
     ev = rate_cap(np.zeros(64), guardrail="err", cap=0.02, alpha=ALPHA, samples=2)
-    assert ev.ci_high == pytest.approx(wilson_bounds(0.0, 64, ALPHA)[1])
+    assert ev.ci_high == pytest.approx(1 - ALPHA ** (1 / 64))
     assert ev.ci_high > 0.03
     assert ev.verdict == "INCONCLUSIVE"
 
