@@ -1,0 +1,186 @@
+"""Verdicts that hold their stated error rates (issue 17): exact caps, monotone paired rates,
+per-call p95 with samples, the three-zone default, errors not dropped, bounds that stay in
+range. Each test has the issue's reproduction as its case; levels are checked by exact
+enumeration where the sample space is small, by seeded simulation otherwise."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from evalgate.gate.guardrails import decide_gate
+from evalgate.results import Attempt, Record
+from evalgate.spec.config import GateSettings
+from evalgate.stats import compare_rate, rate_cap, tango_ci
+
+ALPHA = 0.05
+
+
+def binary_pairs(n_reg: int, n_imp: int, n: int, both: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Paired 0/1 outcomes (1 = bad): n_reg canaries bad only for the candidate, n_imp bad only
+    for the baseline, `both` bad for both."""
+    cand = np.zeros(n)
+    base = np.zeros(n)
+    cand[:n_reg] = 1
+    base[n_reg:n_reg + n_imp] = 1
+    cand[n_reg + n_imp:n_reg + n_imp + both] = 1
+    base[n_reg + n_imp:n_reg + n_imp + both] = 1
+    return cand, base
+
+
+def record(key: str, *, ok: bool = True, latency: float = 500.0,
+           hallucination: bool | None = False, passed: bool | None = True) -> Record:
+    return Record(key=key, set="s", case_id=key.split("/")[1], ok=ok,
+                  text="answer" if ok else None, latency_ms=latency if ok else None,
+                  cost_usd=0.001 if ok else None, passed=passed if ok else None,
+                  hallucination=hallucination if ok else None,
+                  attempts=[Attempt(n=1, latency_ms=1.0)], error_class=None if ok else "timeout")
+
+
+# --------------------------------------------------------------------------------------------
+# 3. exact caps
+# --------------------------------------------------------------------------------------------
+
+
+def _cap_level(n: int, cap: float) -> tuple[float, float]:
+    """Exact false PASS and false FAIL of rate_cap with the true rate at the cap."""
+    false_pass = false_fail = 0.0
+    for k in range(n + 1):
+        ev = rate_cap(np.r_[np.ones(k), np.zeros(n - k)], guardrail="h", cap=cap, alpha=ALPHA,
+                      samples=1)
+        prob = float(stats.binom.pmf(k, n, cap))
+        false_pass += prob * (ev.verdict == "PASS")
+        false_fail += prob * (ev.verdict == "FAIL")
+    return false_pass, false_fail
+
+
+@pytest.mark.parametrize(("n", "cap"), [(11, 0.1), (30, 0.1), (100, 0.1), (300, 0.01),
+                                        (300, 0.05), (100, 0.5)])
+def test_rate_cap_holds_alpha_at_the_cap_exactly(n: int, cap: float) -> None:
+    # Wilson gave 7.3% false FAIL and 5.8% false PASS at 10%, n = 100; 8.3% at 1%, n = 300.
+    false_pass, false_fail = _cap_level(n, cap)
+    assert false_pass <= ALPHA
+    assert false_fail <= ALPHA
+
+
+def test_rate_cap_one_failure_in_one_call_is_not_proof() -> None:
+    ev = rate_cap(np.array([1.0]), guardrail="h", cap=0.1, alpha=ALPHA, samples=1)
+    assert ev.verdict == "INCONCLUSIVE"
+    assert ev.ci_low == pytest.approx(ALPHA)  # 0.05 ** (1/1)
+
+
+@pytest.mark.parametrize(("canaries", "samples"), [(12, 1), (6, 2), (4, 3)])
+def test_every_call_failing_fails_the_error_rate(canaries: int, samples: int) -> None:
+    """12 of 12 calls failing FAILs error_rate {max: 0.05}: a dead endpoint never goes green."""
+    records = [record(f"s/c{i}", ok=False) for i in range(canaries) for _ in range(samples)]
+    gate = GateSettings(metrics={"error_rate": {"max": 0.05}}, on_inconclusive="warn")
+    out = decide_gate(gate, records, None, samples)
+    (verdict,) = out["verdicts"]
+    assert verdict.verdict == "FAIL"
+    assert out["verdict"] == "FAIL"
+    assert "method minimum" not in verdict.reason
+
+
+def test_clustered_cap_below_30_canaries_is_exact_and_valid() -> None:
+    """K > 1 with few canaries: bounds on "every draw bad" / "any draw bad" canaries, valid
+    under any within-canary correlation. Simulated with perfectly correlated draws (the worst
+    case for treating draws as independent) at the cap."""
+    rng = np.random.default_rng(17)
+    fails = passes = 0
+    runs = 2000
+    for _ in range(runs):
+        x = np.repeat((rng.random(20) < 0.2).astype(float)[:, None], 3, axis=1).mean(axis=1)
+        verdict = rate_cap(x, guardrail="h", cap=0.2, alpha=ALPHA, samples=3).verdict
+        fails += verdict == "FAIL"
+        passes += verdict == "PASS"
+    se = math.sqrt(ALPHA * (1 - ALPHA) / runs)
+    assert fails / runs <= ALPHA + 2 * se
+    assert passes / runs <= ALPHA + 2 * se
+
+
+# --------------------------------------------------------------------------------------------
+# 2. paired rates: monotone, no cutoff
+# --------------------------------------------------------------------------------------------
+
+
+def test_all_baseline_hallucinations_fixed_is_not_worse_than_one_new_one() -> None:
+    """n = 200, the baseline hallucinates on 9 canaries, all fixed: that cannot be less
+    convincing than the same plus one new candidate hallucination."""
+    fixed = compare_rate(*binary_pairs(0, 9, 200), guardrail="h", margin=0.05, alpha=ALPHA,
+                         samples=1)
+    plus_one = compare_rate(*binary_pairs(1, 9, 200), guardrail="h", margin=0.05, alpha=ALPHA,
+                            samples=1)
+    assert fixed.verdict == "PASS"
+    assert plus_one.verdict == "PASS"
+    assert fixed.ci_high < plus_one.ci_high
+
+
+def test_identical_candidate_passes() -> None:
+    cand, base = binary_pairs(0, 0, 1000, both=30)
+    ev = compare_rate(cand, base, guardrail="h", margin=0.05, alpha=ALPHA, samples=1)
+    assert ev.verdict == "PASS"
+    assert ev.discordant == (0, 0)
+
+
+VERDICT_ORDER = {"PASS": 0, "INCONCLUSIVE": 1, "FAIL": 2}
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(n=st.integers(20, 400), data=st.data())
+def test_paired_rate_verdict_is_monotone_in_candidate_failures(n: int,
+                                                                data: st.DataObject) -> None:
+    """One more candidate failure (a concordant-good pair becomes a regression, or an
+    improvement becomes concordant-bad) never makes the verdict better nor the bound lower."""
+    n_reg = data.draw(st.integers(0, n // 4))
+    n_imp = data.draw(st.integers(0, n // 4))
+    both = data.draw(st.integers(0, n - n_reg - n_imp))
+    margin = data.draw(st.sampled_from([0.02, 0.05, 0.1]))
+    worse = data.draw(st.sampled_from(["higher", "lower"]))
+
+    def run(r: int, i: int, b: int) -> tuple[int, float]:
+        cand, base = binary_pairs(r, i, n, both=b)
+        if worse == "lower":  # a pass rate: 1 = good
+            cand, base = 1 - cand, 1 - base
+        ev = compare_rate(cand, base, guardrail="g", margin=margin, alpha=ALPHA, samples=1,
+                          worse=worse)
+        bound = ev.ci_high if worse == "higher" else -ev.ci_low
+        return VERDICT_ORDER[ev.verdict], bound
+
+    start = run(n_reg, n_imp, both)
+    if n_reg + n_imp + both < n:
+        new_reg = run(n_reg + 1, n_imp, both)
+        assert new_reg[0] >= start[0] and new_reg[1] >= start[1] - 1e-12
+    if n_imp > 0:
+        lost_fix = run(n_reg, n_imp - 1, both + 1)
+        assert lost_fix[0] >= start[0] and lost_fix[1] >= start[1] - 1e-12
+
+
+def _paired_level(n: int, delta: float, p21: float) -> tuple[float, float]:
+    """Exact false PASS and false FAIL of compare_rate (K=1) with the truth at the margin."""
+    p12 = p21 + delta
+    false_pass = false_fail = 0.0
+    for b in range(n + 1):
+        pb = stats.binom.pmf(b, n, p12)
+        if pb < 1e-12:
+            continue
+        for c in range(n - b + 1):
+            prob = pb * stats.binom.pmf(c, n - b, p21 / (1 - p12))
+            if prob < 1e-12:
+                continue
+            low, high = tango_ci(b, c, n, ALPHA, 0.5)
+            false_pass += prob * (high < delta)
+            false_fail += prob * (low > delta)
+    return false_pass, false_fail
+
+
+@pytest.mark.parametrize(("n", "p21"), [(40, 0.0), (40, 0.03), (60, 0.01), (100, 0.0)])
+def test_paired_rate_holds_alpha_with_few_discordant_pairs_exactly(n: int, p21: float) -> None:
+    # Uncorrected Tango: 8.8% false FAIL at n = 60, p21 = 0.01; 6.3% at n = 100, p21 = 0.
+    false_pass, false_fail = _paired_level(n, 0.05, p21)
+    assert false_pass <= ALPHA + 0.002
+    assert false_fail <= ALPHA + 0.002
