@@ -184,3 +184,66 @@ def test_paired_rate_holds_alpha_with_few_discordant_pairs_exactly(n: int, p21: 
     false_pass, false_fail = _paired_level(n, 0.05, p21)
     assert false_pass <= ALPHA + 0.002
     assert false_fail <= ALPHA + 0.002
+
+
+# --------------------------------------------------------------------------------------------
+# 9. rate intervals stay in [0, 1]; 10. one canary says "not enough data"
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("samples", [1, 2, 3])
+def test_rate_cap_interval_never_leaves_zero_one(samples: int) -> None:
+    # hallucination_rate 0.5% [-0.3%, 4.9%] was shown: one canary of 100 at 1/2.
+    x = np.zeros(100)
+    x[0] = 0.5 if samples > 1 else 1.0
+    ev = rate_cap(x, guardrail="hallucination_rate", cap=0.1, alpha=ALPHA, samples=samples)
+    assert ev.ci_low is not None and ev.ci_high is not None
+    assert 0.0 <= ev.ci_low <= ev.estimate <= ev.ci_high <= 1.0
+    everything = rate_cap(np.ones(40), guardrail="error_rate", cap=0.05, alpha=ALPHA,
+                          samples=samples)
+    assert everything.ci_high == 1.0 and everything.ci_low is not None
+
+
+def test_gate_table_shows_no_negative_rate() -> None:
+    from evalgate.report.summary import gate_cells
+
+    records = [record(f"s/c{i}", ok=not (i == 0 and k == 0)) for i in range(100)
+               for k in range(2)]
+    gate = GateSettings(metrics={"error_rate": {"max": 0.05}})
+    (verdict,) = decide_gate(gate, records, None, 2)["verdicts"]
+    assert verdict.ci_low is not None and verdict.ci_low >= 0.0
+    assert "-" not in gate_cells(verdict)[2]
+
+
+def test_rate_differences_stay_in_minus_one_one() -> None:
+    from evalgate.stats import compare_score
+
+    rng = np.random.default_rng(3)
+    cand = rng.binomial(2, 0.98, 40) / 2
+    base = np.zeros(40)
+    ev = compare_rate(cand, base, guardrail="pass_rate", margin=0.05, alpha=ALPHA, samples=2,
+                      worse="lower")
+    assert -1.0 <= ev.ci_low <= ev.ci_high <= 1.0
+    sc = compare_score(np.ones(30), np.r_[np.zeros(29), 1.0], guardrail="s", margin=0.05,
+                       alpha=ALPHA)
+    assert -1.0 <= sc.ci_low <= sc.ci_high <= 1.0
+
+
+def test_one_canary_says_not_enough_data_not_infinity() -> None:
+    from evalgate.stats import compare_latency_gm, compare_score, cost_budget, finalize
+
+    evs = finalize([
+        compare_latency_gm(np.array([900.0]), np.array([800.0]),
+                           guardrail="latency_ratio_vs_baseline", margin_ratio=1.1,
+                           alpha=ALPHA),
+        cost_budget(np.array([0.01]), guardrail="cost_per_request_usd", budget=0.1,
+                    alpha=ALPHA),
+        compare_score(np.array([0.5]), np.array([0.6]), guardrail="score_vs_baseline",
+                      margin=0.05, alpha=ALPHA),
+    ], ALPHA)
+    for ev in evs:
+        assert "inf" not in ev.sentence and "inf" not in (ev.note or "")
+        assert "not enough data" in ev.sentence
+        assert ev.verdict == "INCONCLUSIVE"
+        assert ev.mde is None
+    assert evs[0].ci_high is None and evs[0].ci_low is None

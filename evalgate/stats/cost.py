@@ -186,7 +186,7 @@ def cost_budget(cand: np.ndarray, *, guardrail: str, budget: float, alpha: float
     return _build(
         guardrail=guardrail, kind="cost_budget", test="one-sided t bound on the mean cost",
         estimate=ts.mean, baseline=None, effect=ts.mean, effect_kind="absolute",
-        ci_low=ts.low, ci_high=ts.high, margin=float(budget), worse="higher",
+        ci_low=max(0.0, ts.low), ci_high=ts.high, margin=float(budget), worse="higher",
         p_value=_t_p(x, budget, "less"), p_regression=None, n_canaries=n, n_samples=samples,
         discordant=None, mde=mde_difference(ts.se, alpha), alpha=alpha, minimum_met=ok,
         notes=notes)

@@ -290,7 +290,10 @@ def _sentence(ev: Evidence, holm_alpha: float | None = None) -> str:
     upper = (ev.worse == "higher") != beyond
     side = "upper" if upper else "lower"
     bound = ev.ci_high if upper else ev.ci_low
-    bound_txt = f"{_level(ev.alpha)} {side} bound {_fmt_effect(kind, ek, bound)}"
+    if bound is None and ev.n_canaries < 2:
+        bound_txt = f"not enough data for a {_level(ev.alpha)} {side} bound"
+    else:
+        bound_txt = f"{_level(ev.alpha)} {side} bound {_fmt_effect(kind, ek, bound)}"
     if ek == "absolute":
         word = {"p95_slo": "an SLO", "cost_budget": "a budget"}.get(
             kind, "a cap" if ev.worse == "higher" else "a floor")
@@ -339,7 +342,13 @@ def _build(*, guardrail: str, kind: str, test: str, estimate: float | None,
            discordant: tuple[int, int] | None, mde: float | None, alpha: float,
            minimum_met: bool, notes: Sequence[str | None],
            baseline_level: float | None = None) -> Evidence:
-    """Assemble Evidence: verdict from the bounds, notes, the preliminary sentence."""
+    """Assemble Evidence: verdict from the bounds, notes, the preliminary sentence. A bound that
+    is not finite (one canary: no spread to measure) is None, and the sentence says "not enough
+    data" instead of printing infinity."""
+    ci_low, ci_high = _finite_or_none(ci_low), _finite_or_none(ci_high)
+    mde = _finite_or_none(mde) if n_canaries >= 2 else None
+    if n_canaries < 2 and (ci_low is None or ci_high is None):
+        notes = [*notes, f"only {n_canaries} canary: not enough data to bound {guardrail}"]
     verdict = (_verdict_from_bounds(effect_kind, worse, ci_low, ci_high, margin)
                if minimum_met else "INCONCLUSIVE")
     ev = Evidence(

@@ -107,7 +107,9 @@ def compare_latency_gm(cand_ms: np.ndarray, base_ms: np.ndarray, *, guardrail: s
         guardrail=guardrail, kind="latency_gm_ratio",
         test="paired t on per-canary log latency ratios (geometric-mean ratio)",
         estimate=float(np.exp(np.log(c).mean())), baseline=float(np.exp(np.log(b).mean())),
-        effect=math.exp(ts.mean), effect_kind="ratio", ci_low=math.exp(ts.low),
-        ci_high=math.exp(ts.high), margin=margin_ratio, worse="higher", p_value=p_value,
+        effect=math.exp(ts.mean), effect_kind="ratio",
+        ci_low=math.exp(ts.low) if math.isfinite(ts.low) else None,
+        ci_high=math.exp(ts.high) if math.isfinite(ts.high) else None, margin=margin_ratio,
+        worse="higher", p_value=p_value,
         p_regression=p_reg, n_canaries=n, n_samples=samples, discordant=None,
         mde=mde_ratio(ts.se, alpha), alpha=alpha, minimum_met=ok, notes=notes)

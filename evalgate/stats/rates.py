@@ -213,7 +213,10 @@ def compare_score(cand: np.ndarray, base: np.ndarray, *, guardrail: str, margin:
     return _build(
         guardrail=guardrail, kind="score_vs_baseline", test="paired t on per-canary mean scores",
         estimate=float(c.mean()), baseline=float(b.mean()), effect=ts.mean,
-        effect_kind="difference", ci_low=ts.low, ci_high=ts.high, margin=margin, worse="lower",
+        effect_kind="difference",
+        ci_low=max(-1.0, ts.low) if math.isfinite(ts.low) else None,
+        ci_high=min(1.0, ts.high) if math.isfinite(ts.high) else None,
+        margin=margin, worse="lower",
         p_value=_t_p(diff, -margin, "greater"), p_regression=_t_p(diff, 0.0, "less"),
         n_canaries=n, n_samples=samples, discordant=None, mde=mde_difference(ts.se, alpha),
         alpha=alpha, minimum_met=ok, notes=notes)
