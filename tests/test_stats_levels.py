@@ -247,3 +247,138 @@ def test_one_canary_says_not_enough_data_not_infinity() -> None:
         assert ev.verdict == "INCONCLUSIVE"
         assert ev.mde is None
     assert evs[0].ci_high is None and evs[0].ci_low is None
+
+
+# --------------------------------------------------------------------------------------------
+# 1. p95 with samples > 1: on the calls, canary = cluster
+# --------------------------------------------------------------------------------------------
+
+
+def _slow_every_fifth(rng: np.random.Generator, n: int) -> list[list[float]]:
+    """Two calls a canary around 200 ms; every 5th canary has one call at 2,000 ms."""
+    calls = []
+    for i in range(n):
+        pair = list(200 + 20 * rng.random(2))
+        if i % 5 == 0:
+            pair[0] = 2000 + rng.random()
+        calls.append(pair)
+    return calls
+
+
+def test_p95_slo_with_samples_is_tested_on_calls() -> None:
+    """300 canaries x 2 calls, every 5th with a 2,000 ms call: p95 of the calls is 2,000 ms,
+    so `latency_p95_ms {max: 1200}` FAILs (it PASSed on per-canary means, ~1,100 ms)."""
+    from evalgate.stats import p95_slo
+
+    calls = _slow_every_fifth(np.random.default_rng(1), 300)
+    values = np.array([v for pair in calls for v in pair])
+    canary = np.repeat(np.arange(300), 2)
+    ev = p95_slo(values, guardrail="latency_p95_ms", slo_ms=1200, alpha=ALPHA, samples=2,
+                 canary=canary)
+    assert ev.verdict == "FAIL"
+    assert ev.estimate == pytest.approx(2000, rel=0.01)
+    assert ev.ci_low is not None and ev.ci_low > 1200
+    assert ev.n_canaries == 300 and ev.n_samples == 2
+    means = np.array([np.mean(pair) for pair in calls])
+    assert p95_slo(means, guardrail="latency_p95_ms", slo_ms=1200, alpha=ALPHA,
+                   samples=2).verdict == "PASS"  # what the gate used to do
+
+
+def test_p95_slo_with_samples_through_the_gate() -> None:
+    calls = _slow_every_fifth(np.random.default_rng(2), 300)
+    records = [record(f"s/c{i}", latency=v) for i, pair in enumerate(calls) for v in pair]
+    gate = GateSettings(metrics={"latency_p95_ms": {"max": 1200}})
+    out = decide_gate(gate, records, None, 2)
+    (verdict,) = out["verdicts"]
+    assert verdict.verdict == "FAIL"
+    assert out["metrics"]["latency_p95_ms"] == pytest.approx(2000, rel=0.01)
+    assert "cluster" in verdict.test
+    assert "2,0" in verdict.reason  # candidate ~2,000 ms, not 1,100 ms
+
+
+def test_p95_slo_clustered_bounds_invert_the_test() -> None:
+    from evalgate.stats import p95_slo
+
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(200, 3)) * 0.3 + rng.normal(size=(200, 1)) * 0.4
+    values = np.exp(6.5 + z).ravel()
+    canary = np.repeat(np.arange(200), 3)
+    ev = p95_slo(values, guardrail="p", slo_ms=1000, alpha=ALPHA, samples=3, canary=canary)
+    assert ev.ci_low is not None and ev.ci_high is not None
+    assert ev.ci_low < ev.estimate < ev.ci_high
+    # An SLO just above the upper bound passes; just below the lower bound fails.
+    for slo, verdict in ((ev.ci_high * 1.0001, "PASS"), (ev.ci_low * 0.9999, "FAIL")):
+        assert p95_slo(values, guardrail="p", slo_ms=slo, alpha=ALPHA, samples=3,
+                       canary=canary).verdict == verdict
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_p95_slo_clustered_holds_alpha_at_the_slo(k: int) -> None:
+    """Strongly correlated calls within a canary (the case per-call independence gets wrong),
+    truth exactly at the SLO: false PASS and false FAIL within alpha + 2 SE."""
+    from evalgate.stats import p95_slo
+
+    runs, n = 400, 120
+    sd_canary, sd_call = 0.45, 0.2
+    total_sd = math.hypot(sd_canary, sd_call)
+    slo = math.exp(total_sd * stats.norm.ppf(0.95))  # true p95 of a call
+    rng = np.random.default_rng(100 + k)
+    canary = np.repeat(np.arange(n), k)
+    fails = passes = 0
+    for _ in range(runs):
+        z = rng.normal(size=(n, 1)) * sd_canary + rng.normal(size=(n, k)) * sd_call
+        verdict = p95_slo(np.exp(z).ravel(), guardrail="p", slo_ms=slo, alpha=ALPHA, samples=k,
+                          canary=canary).verdict
+        fails += verdict == "FAIL"
+        passes += verdict == "PASS"
+    limit = ALPHA + 2 * math.sqrt(ALPHA * (1 - ALPHA) / runs)
+    assert fails / runs <= limit
+    assert passes / runs <= limit
+
+
+def test_p95_ratio_with_samples_uses_the_calls() -> None:
+    """Per-canary means turn "one slow call in every 5th canary" (baseline) vs "both calls slow
+    in every 10th" (candidate) into a x1.6 p95 regression; both have 10% of calls slow, so the
+    p95 of the calls has not moved."""
+    from evalgate.stats import compare_p95
+
+    rng = np.random.default_rng(4)
+    n = 400
+    base = 200 + 20 * rng.random((n, 2))
+    cand = 200 + 20 * rng.random((n, 2))
+    base[::5, 0] = 1000 + rng.random(n // 5)
+    cand[::10, :] = 1000 + rng.random((n // 10, 2))
+    canary = np.repeat(np.arange(n), 2)
+    ev = compare_p95(cand.ravel(), base.ravel(), guardrail="p95_ratio_vs_baseline",
+                     margin_ratio=1.25, alpha=ALPHA, resamples=999, seed=1, samples=2,
+                     cand_canary=canary, base_canary=canary)
+    assert ev.effect == pytest.approx(1.0, abs=0.02)
+    assert ev.verdict != "FAIL"
+    assert "cluster" in ev.test
+    old = compare_p95(cand.mean(axis=1), base.mean(axis=1), guardrail="p", margin_ratio=1.25,
+                      alpha=ALPHA, resamples=999, seed=1, samples=2)
+    assert old.effect > 1.5 and old.verdict == "FAIL"
+
+
+def test_cluster_bootstrap_with_one_call_a_canary_is_the_paired_bootstrap() -> None:
+    from evalgate.stats import compare_p95
+
+    rng = np.random.default_rng(6)
+    cand, base = np.exp(rng.normal(6, 0.5, 80)), np.exp(rng.normal(6, 0.5, 80))
+    plain = compare_p95(cand, base, guardrail="p", margin_ratio=1.25, alpha=ALPHA,
+                        resamples=499, seed=3)
+    index = np.arange(80)
+    clustered = compare_p95(cand, base, guardrail="p", margin_ratio=1.25, alpha=ALPHA,
+                            resamples=499, seed=3, cand_canary=index, base_canary=index)
+    assert (clustered.ci_low, clustered.ci_high) == pytest.approx((plain.ci_low, plain.ci_high))
+
+
+def test_unequal_cluster_sizes_use_each_resample_size() -> None:
+    from evalgate.stats.primitives import _hd_weighted_rows, harrell_davis
+
+    rng = np.random.default_rng(7)
+    values = rng.lognormal(6, 0.5, 30)
+    counts = rng.integers(0, 3, size=(20, 30))
+    got = _hd_weighted_rows(values, counts, 0.95)
+    want = [harrell_davis(np.repeat(values, row), 0.95) for row in counts]
+    assert got == pytest.approx(want, rel=1e-10)

@@ -130,6 +130,53 @@ def per_canary(records: Sequence[Record], extract: Extract) -> dict[str, float]:
     return {key: total / counts[key] for key, total in sums.items()}
 
 
+def per_canary_calls(records: Sequence[Record], extract: Extract) -> dict[str, list[float]]:
+    """Each canary's values, one a call (canaries with no value are left out)."""
+    calls: dict[str, list[float]] = {}
+    for record in records:
+        value = extract(record)
+        if value is not None:
+            calls.setdefault(record.key, []).append(value)
+    return calls
+
+
+def calls_arrays(calls: dict[str, list[float]], keys: Sequence[str]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The calls of `keys` flattened, and the index (into keys) of each call's canary."""
+    import numpy as np
+
+    values = np.array([v for k in keys for v in calls[k]], dtype=float)
+    index = np.array([i for i, k in enumerate(keys) for _ in calls[k]], dtype=np.intp)
+    return values, index
+
+
+P95_KINDS = ("p95_slo", "p95_ratio")
+
+
+def p95_of_calls(g: Guardrail, settings: GateSettings, cand_records: Sequence[Record],
+                 base_records: Sequence[Record] | None, samples: int) -> Any:
+    """The p95 guardrails with K > 1 calls a canary: tested on the calls, canary = cluster."""
+    from evalgate import stats
+
+    extract = EXTRACT[g.metric]
+    cand_calls = per_canary_calls(cand_records, extract)
+    if g.kind == "p95_slo":
+        if not cand_calls:
+            return None
+        values, index = calls_arrays(cand_calls, sorted(cand_calls))
+        return stats.p95_slo(values, guardrail=g.name, slo_ms=g.bound, alpha=settings.alpha,
+                             samples=samples, canary=index)
+    base_calls = per_canary_calls(base_records or [], extract)
+    keys = sorted(cand_calls.keys() & base_calls.keys())
+    if not keys:
+        return None
+    c, c_idx = calls_arrays(cand_calls, keys)
+    b, b_idx = calls_arrays(base_calls, keys)
+    return stats.compare_p95(c, b, guardrail=g.name, margin_ratio=g.bound, alpha=settings.alpha,
+                             resamples=settings.bootstrap_resamples, seed=settings.seed,
+                             samples=samples, cand_canary=c_idx, base_canary=b_idx)
+
+
 def paired(cand: dict[str, float], base: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
     import numpy as np
 
@@ -222,6 +269,17 @@ def evaluate(settings: GateSettings, plan: list[Guardrail], cand_records: Sequen
             threshold = settings.metrics[g.metric]
             verdicts[g.name] = judge_metric(g.metric, metrics.get(g.metric), threshold.min,
                                             threshold.max)
+            continue
+        if g.kind in P95_KINDS and samples > 1:
+            try:
+                ev = p95_of_calls(g, settings, cand_records, base_records, samples)
+            except ValueError as exc:
+                verdicts[g.name] = undecidable(g, samples, 0, str(exc))
+                continue
+            if ev is None:
+                verdicts[g.name] = no_data(g, samples)
+            else:
+                tested.append((g, ev))
             continue
         # latency_ms and latency_p95_ms read the same values: extract each once
         same = "latency_ms" if g.metric == "latency_p95_ms" else g.metric

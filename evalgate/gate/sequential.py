@@ -228,7 +228,7 @@ class SequentialGate:
         if g.kind == "rate_cap" and self.samples == 1 and g.bound is not None:
             bad = sum(1 for x in values.values() if (x >= 0.5) == (g.worse == "higher"))
             return curtail_rate(bad, len(values), remaining, g.bound, g.worse, final_alpha)
-        if g.kind == "p95_slo" and g.bound is not None and values:
+        if g.kind == "p95_slo" and self.samples == 1 and g.bound is not None and values:
             # The order-statistic test only counts values above the SLO, and one more value at
             # or below it (or a canary that errors) can only weaken a FAIL: so if the run
             # FAILs even when every remaining canary answers instantly, it FAILs.
