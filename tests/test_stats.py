@@ -546,7 +546,8 @@ def test_compare_p95_is_seeded_and_brackets_the_true_ratio() -> None:
     # Inside the x1.25 margin yet a clear 10% slowdown: PASS on the bounds, FAIL after Holm.
     assert one.ci_high < 1.25 and one.verdict == "PASS"
     assert one.p_regression < ALPHA
-    assert finalize([one], ALPHA)[0].verdict == "FAIL"
+    assert finalize([one], ALPHA)[0].verdict == "PASS"  # three zones, the default since 17
+    assert finalize([one], ALPHA, regression_fails=True)[0].verdict == "FAIL"
     assert "ms" in one.sentence and "x1.25" in one.sentence
 
 
@@ -661,10 +662,12 @@ def test_finalize_fails_a_holm_significant_regression_even_inside_the_margin() -
     ev = compare_rate(cand, base, guardrail="h", margin=0.05, alpha=ALPHA, samples=1)
     assert ev.verdict == "PASS" and ev.p_regression < ALPHA / 3
     quiet = _evidence("PASS", 0.5)
-    final = finalize([ev, quiet, quiet], ALPHA)
+    # opt-in since issue 17 (the default is the three-zone reading, see test_stats_levels.py)
+    final = finalize([ev, quiet, quiet], ALPHA, regression_fails=True)
     assert final[0].p_regression_holm == pytest.approx(3 * ev.p_regression)
     assert final[0].verdict == "FAIL"
     assert "Holm" in final[0].sentence
+    assert "fail_on_significant_regression: true" in final[0].sentence
     assert [f.verdict for f in final[1:]] == ["PASS", "PASS"]
     assert overall_verdict([f.verdict for f in final]) == "FAIL"
 
@@ -828,8 +831,9 @@ def test_power_on_a_p95_regression_matches_the_mde() -> None:
     predicted = stats.norm.cdf(math.log(1.5) / se_log - Z_ALPHA)
     power_big = np.mean([ev.p_regression < ALPHA for ev in big])
     assert power_big >= predicted - max(mc_tolerance(predicted, runs), 0.01)
-    # Alone in its run (Holm over one test), a detected regression FAILs the guardrail.
-    final = [finalize([ev], ALPHA)[0] for ev in big]
+    # Alone in its run (Holm over one test), a detected regression FAILs the guardrail when
+    # fail_on_significant_regression is on (opt-in since issue 17).
+    final = [finalize([ev], ALPHA, regression_fails=True)[0] for ev in big]
     assert np.mean([ev.verdict == "FAIL" for ev in final]) == power_big
 
 

@@ -382,3 +382,54 @@ def test_unequal_cluster_sizes_use_each_resample_size() -> None:
     got = _hd_weighted_rows(values, counts, 0.95)
     want = [harrell_davis(np.repeat(values, row), 0.95) for row in counts]
     assert got == pytest.approx(want, rel=1e-10)
+
+
+# --------------------------------------------------------------------------------------------
+# 8. three zones by default; fail_on_significant_regression is opt-in and says so
+# --------------------------------------------------------------------------------------------
+
+
+def test_significant_regression_inside_the_margin_passes_by_default() -> None:
+    """n = 2,000, +2.0 points with an upper bound of about +2.8 against a 5-point tolerance."""
+    from evalgate.stats import finalize
+
+    cand, base = binary_pairs(60, 20, 2000)
+    ev = compare_rate(cand, base, guardrail="hallucination_rate_vs_baseline", margin=0.05,
+                      alpha=ALPHA, samples=1)
+    assert ev.effect == pytest.approx(0.02)
+    assert ev.ci_low > 0 and ev.ci_high < 0.05 and ev.p_regression < ALPHA
+    (default,) = finalize([ev], ALPHA)
+    assert default.verdict == "PASS"
+    assert "within the margin" in (default.note or "")
+    assert GateSettings().fail_on_significant_regression is False
+    (opt_in,) = finalize([ev], ALPHA, regression_fails=True)
+    assert opt_in.verdict == "FAIL"
+    assert "regressed significantly" in opt_in.sentence
+    assert "fail_on_significant_regression: true" in opt_in.sentence
+    assert "inside the margin" in opt_in.sentence
+
+
+def test_three_zones_fail_beyond_inconclusive_between() -> None:
+    from evalgate.stats import finalize
+
+    beyond = finalize([compare_rate(*binary_pairs(60, 5, 200), guardrail="h", margin=0.05,
+                                    alpha=ALPHA, samples=1)], ALPHA)[0]
+    assert beyond.ci_low > 0.05 and beyond.verdict == "FAIL"
+    assert "regressed significantly" not in beyond.sentence
+    between = finalize([compare_rate(*binary_pairs(16, 6, 200), guardrail="h", margin=0.05,
+                                     alpha=ALPHA, samples=1)], ALPHA)[0]
+    assert between.ci_low < 0.05 < between.ci_high and between.verdict == "INCONCLUSIVE"
+
+
+def test_tiny_latency_regression_at_scale_passes_by_default() -> None:
+    """10,000 canaries, p95 x1.04 against a limit of x1.25: PASS, not FAIL."""
+    from evalgate.stats import compare_p95, finalize
+
+    rng = np.random.default_rng(8)
+    base = np.exp(rng.normal(6.5, 0.5, 10_000))
+    cand = base * 1.04 * np.exp(rng.normal(0, 0.05, 10_000))
+    ev = compare_p95(cand, base, guardrail="p95_ratio_vs_baseline", margin_ratio=1.25,
+                     alpha=ALPHA, resamples=999, seed=2)
+    assert ev.p_regression < ALPHA
+    (final,) = finalize([ev], ALPHA)
+    assert final.verdict == "PASS"

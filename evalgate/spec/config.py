@@ -114,9 +114,10 @@ class GateSettings(Strict):
     on_inconclusive: Literal["fail", "warn", "pass"] = "fail"
     metrics: dict[MetricName, Threshold] = Field(default_factory=dict)
     vs_baseline: VsBaseline = Field(default_factory=VsBaseline)
-    # A candidate significantly worse than the baseline (Holm-adjusted, one-sided) fails even
-    # when its bound is inside the margin; `false` fails only beyond the margin.
-    fail_on_significant_regression: bool = True
+    # Three zones by default: PASS inside the margin, FAIL beyond it, INCONCLUSIVE between.
+    # `true` also fails a candidate significantly worse than the baseline (Holm-adjusted,
+    # one-sided) whose bound is inside the margin.
+    fail_on_significant_regression: bool = False
     # Share of candidate calls a `fallback:` model may answer before the gate is INCONCLUSIVE;
     # null: no such guardrail (a warning still says how many it answered).
     max_fallback_rate: float | None = Field(None, ge=0, le=1)

@@ -316,7 +316,8 @@ def _sentence(ev: Evidence, holm_alpha: float | None = None) -> str:
     elif ev.verdict == "FAIL" and regress_sig and _verdict_from_bounds(
             ek, ev.worse, ev.ci_low, ev.ci_high, ev.margin) != "FAIL":
         why = (f" because it regressed significantly (Holm-adjusted p "
-               f"{_fmt_p(ev.p_regression_holm or 0.0)})")
+               f"{_fmt_p(ev.p_regression_holm or 0.0)}), though its bound is inside the "
+               "margin (fail_on_significant_regression: true)")
     return f"{head}: {ev.verdict}{why}"
 
 
