@@ -16,9 +16,12 @@ a percentage point, plus the timings the gate promises. It prints and always exi
    (For binary rates the SE grows with the regression, so the prediction uses the runs' mde.)
 4. At the boundary, per n: rate caps (K=1, the truth at the cap; n in 11, 30, 100, 300), the
    p95 SLO and p95 ratio with K = 2 and 3 correlated calls a canary (tested on the calls, canary
-   = cluster), and the cost ratio on lognormal costs (the truth at the margin).
-5. Timing: `compare_p95` at n = 10,000 with 9,999 resamples (target < 2 s on 2 cores), and every
-   guardrail plus `finalize` at n = 10,000.
+   = cluster), and the cost ratio on lognormal costs (the truth at the margin; then the PASS
+   rate at x1.00 and x0.90 with the ratio-model check and with Fieller alone: its power cost).
+5. Timing (printed last): `compare_p95` at n = 10,000 with 9,999 resamples (target < 2 s on
+   2 cores), and every guardrail plus `finalize` at n = 10,000.
+
+6. Power at the MDE the paired binary test reports (from A/A runs): should be 0.80 within 2 SE.
 
 Usage: python benchmarks/bench_stats_simulation.py [--seeds 1000] [--quick] [--n 200]
 """
@@ -44,6 +47,7 @@ from evalgate.stats import (
     compare_rate,
     compare_score,
     cost_budget,
+    fieller_ratio_bounds,
     finalize,
     p95_slo,
     rate_cap,
@@ -145,7 +149,7 @@ def scenarios(n: int, resamples: int, bca_resamples: int) -> list[Scenario]:
         Scenario("p95_ratio (HD bootstrap)", p95, 1.0, 1.25, True),
         Scenario("p95_slo (order statistics)", slo, true_p95, true_p95, False),
         Scenario("latency_gm_ratio (log t)", gm, 1.0, 1.2, True),
-        Scenario("cost_ratio (Fieller t)", cost, 1.0, 1.1, True),
+        Scenario("cost_ratio (Fieller + ratio model)", cost, 1.0, 1.1, True),
         Scenario("cost_budget (t)", budget, true_mean_cost, true_mean_cost, False),
         Scenario("score_vs_baseline (paired t)", score, 0.0, -0.05, False),
     ]
@@ -273,12 +277,49 @@ def boundary_rates(seeds: int, resamples: int) -> None:
 
     for n in (30, 100, 300):
         def cost_run(seed: int, n: int = n) -> str:
-            rng = np.random.default_rng(seed)
-            base = np.exp(rng.normal(math.log(0.002), 1.0, n))
-            cand = 1.1 * base * np.exp(rng.normal(-0.125, 0.5, n))  # mean ratio exactly x1.10
+            cand, base = _lognormal_costs(seed, n, 1.10)
             return compare_cost(cand, base, guardrail="cost", margin_ratio=1.1, alpha=ALPHA,
                                 seed=seed, bca_resamples=199).verdict
         row(f"cost_ratio lognormal n={n} at x1.10 (PASS col)", cost_run)
+    print("   power cost of the ratio-model check (PASS rate, Fieller and ratio model / Fieller "
+          "alone):")
+    for n in (30, 100, 300):
+        cells = []
+        for ratio in (1.0, 0.9):
+            both = alone = 0
+            for s in range(seeds):
+                cand, base = _lognormal_costs(500_000 + s, n, ratio)
+                both += compare_cost(cand, base, guardrail="cost", margin_ratio=1.1,
+                                     alpha=ALPHA, seed=s, bca_resamples=199).verdict == "PASS"
+                high = fieller_ratio_bounds(cand, base, ALPHA)[1]
+                alone += high is not None and high < 1.1
+            cells.append(f"at x{ratio:.2f}: {both / seeds:.3f} / {alone / seeds:.3f}")
+        print(f"     n={n:<4d} " + "   ".join(cells))
+
+
+def _lognormal_costs(seed: int, n: int, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Skewed costs: lognormal baseline (sigma 1), the candidate a lognormal (sigma 0.5)
+    multiple of it; the ratio of mean costs is exactly `ratio`."""
+    rng = np.random.default_rng(seed)
+    base = np.exp(rng.normal(math.log(0.002), 1.0, n))
+    return ratio * base * np.exp(rng.normal(-0.125, 0.5, n)), base
+
+
+def mde_power(seeds: int, pilot: int) -> None:
+    """Power of the paired binary regression test at the MDE the runs report (target 0.80)."""
+    print(f"\n6. Power at the reported MDE, rate_vs_baseline K=1 (2% both bad, 3% only the "
+          f"baseline, 3% + d only the candidate; mean MDE of {pilot} A/A runs, {seeds} seeds; "
+          f"target 0.80, 2 SE = {2 * math.sqrt(0.16 / seeds):.3f})")
+    for n in (100, 200, 500, 2000):
+        def run(seed: int, delta: float, n: int = n) -> Evidence:
+            rng = np.random.default_rng(seed)
+            cell = rng.choice(4, size=n, p=[0.02, 0.03, 0.03 + delta, 0.92 - delta])
+            return compare_rate(np.isin(cell, [0, 2]).astype(float),
+                                np.isin(cell, [0, 1]).astype(float), guardrail="h",
+                                margin=0.05, alpha=ALPHA, samples=1)
+        mde = float(np.mean([run(700_000 + s, 0.0).mde for s in range(pilot)]))
+        hits = sum(run(800_000 + s, mde).p_regression < ALPHA for s in range(seeds))
+        print(f"   n={n:<5d} reported MDE {100 * mde:5.2f} points: power {rate(hits, seeds)}")
 
 
 def timings(repeats: int) -> None:
@@ -338,7 +379,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=None,
                         help="seeds per error-rate cell and per power point (default 1000)")
     parser.add_argument("--only-boundary", action="store_true",
-                        help="only section 4 (the boundary rates)")
+                        help="only sections 4 and 6 (the boundary rates, power at the MDE)")
     parser.add_argument("--quick", action="store_true",
                         help="200 seeds, smaller pilot, one timing repeat")
     parser.add_argument("--n", type=int, default=200, help="canaries per simulated run")
@@ -354,11 +395,13 @@ def main(argv: list[str] | None = None) -> None:
           f"p95 bootstrap B = {args.resamples} in simulations")
     if args.only_boundary:
         boundary_rates(seeds, args.resamples)
+        mde_power(seeds, pilot)
         return
     error_rates(items, seeds)
     gate_aa(items, seeds)
     power_curves(items, seeds, pilot)
     boundary_rates(seeds, args.resamples)
+    mde_power(seeds, pilot)
     timings(1 if args.quick else 3)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 

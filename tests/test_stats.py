@@ -31,6 +31,7 @@ from evalgate.stats import (
     p95_slo,
     p95_slo_test,
     rate_cap,
+    ratio_model_bounds,
     resampling,
     tango_ci,
     tango_statistic,
@@ -323,8 +324,7 @@ def test_compare_rate_binary_uses_tango_and_mcnemar() -> None:
     assert ev.p_value == pytest.approx(stats.norm.cdf(tango_statistic(b, c, n, 0.05, 0.5)))
     assert ev.p_regression == pytest.approx(mcnemar_regression_p(b, c))
     assert ev.min_passable_margin == ev.ci_high
-    d = (b - c) / n
-    assert ev.mde == pytest.approx(MDE_FACTOR * math.sqrt(((b + c) / n - d * d) / n))
+    assert ev.mde == pytest.approx(_mcnemar_mde(c / n, n), rel=1e-6)
     # upper bound above the margin, lower bound below it
     assert ev.ci_low < 0.05 < ev.ci_high
     assert ev.verdict == "INCONCLUSIVE"
@@ -406,10 +406,20 @@ def test_compare_rate_validates_inputs() -> None:
         compare_rate(np.ones(3), np.ones(4), guardrail="h", margin=0.05, alpha=ALPHA, samples=1)
 
 
+def _mcnemar_mde(p_imp: float, n: int) -> float:
+    """The d where McNemar's z test has 80% power, variance under the alternative (Connor 1987),
+    with scipy: improvements at p_imp, regressions at p_imp + d."""
+    def power(d: float) -> float:
+        psi = 2 * p_imp + d
+        return stats.norm.cdf((math.sqrt(n) * d - stats.norm.isf(ALPHA) * math.sqrt(psi))
+                              / math.sqrt(psi - d * d))
+    return optimize.brentq(lambda d: power(d) - 0.80, 1e-9, 1 - 2 * p_imp)
+
+
 def test_mde_note_when_the_margin_is_below_what_the_run_can_detect() -> None:
     cand, base = paired_binary(0, 0, 80, both=4)  # 5% baseline, no discordance at all
     ev = compare_rate(cand, base, guardrail="h", margin=0.02, alpha=ALPHA, samples=1)
-    expected = MDE_FACTOR * math.sqrt(2 * 0.05 * 0.95 / 80)  # planning formula
+    expected = _mcnemar_mde(0.05 * 0.95, 80)  # planning value: independent pairs
     assert ev.mde == pytest.approx(expected)
     assert ev.note is not None
     assert "with 80 canaries at a 5.0% baseline" in ev.note
@@ -593,12 +603,19 @@ def test_cost_ratio_ci_brackets_the_truth_and_agrees_with_bca() -> None:
     cand = true_ratio * scale * rng.gamma(20, 1 / 20, n)
     ev = compare_cost(cand, base, guardrail="cost", margin_ratio=1.10, alpha=ALPHA, seed=1)
     assert ev.ci_low < true_ratio < ev.ci_high
-    assert (ev.ci_low, ev.ci_high) == pytest.approx(_fieller_closed_form(cand, base, ALPHA),
-                                                    rel=1e-9)
-    assert ev.p_value == pytest.approx(
-        stats.ttest_rel(cand, 1.10 * base, alternative="less").pvalue)
-    assert ev.p_regression == pytest.approx(
-        stats.ttest_rel(cand, base, alternative="greater").pvalue)
+    fieller = _fieller_closed_form(cand, base, ALPHA)
+    assert fieller_ratio_bounds(cand, base, ALPHA) == pytest.approx(fieller, rel=1e-9)
+    # issue 17: the reported bounds are the wider of Fieller's and the ratio model's, each side
+    model = ratio_model_bounds(cand, base, ALPHA)
+    assert model is not None
+    assert ev.ci_low == pytest.approx(min(fieller[0], model[0]), rel=1e-9)
+    assert ev.ci_high == pytest.approx(max(fieller[1], model[1]), rel=1e-9)
+    assert ev.p_value == pytest.approx(max(
+        stats.ttest_rel(cand, 1.10 * base, alternative="less").pvalue,
+        stats.t.cdf((cand.mean() / base.mean() - 1.10) / model[2], n - 1)))
+    assert ev.p_regression == pytest.approx(max(
+        stats.ttest_rel(cand, base, alternative="greater").pvalue,
+        stats.t.sf((cand.mean() / base.mean() - 1.0) / model[2], n - 1)))
     assert ev.note is not None and "BCa bootstrap" in ev.note and "DISAGREES" not in ev.note
     bca = stats.bootstrap((cand, base), lambda x, y, axis=-1: x.mean(axis) / y.mean(axis),
                           paired=True, vectorized=True, method="BCa",

@@ -38,7 +38,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from evalgate.stats.cost import compare_cost, cost_budget, fieller_ratio_bounds
+    from evalgate.stats.cost import (
+        compare_cost,
+        cost_budget,
+        fieller_ratio_bounds,
+        ratio_model_bounds,
+    )
     from evalgate.stats.evidence import (
         Evidence,
         SloTest,
@@ -87,6 +92,7 @@ _EXPORTS = {
     "p95_slo": "latency",
     "p95_slo_test": "primitives",
     "rate_cap": "rates",
+    "ratio_model_bounds": "cost",
     "tango_ci": "primitives",
     "tango_statistic": "primitives",
     "wilson_bounds": "primitives",
@@ -126,6 +132,7 @@ __all__ = [
     "p95_slo",
     "p95_slo_test",
     "rate_cap",
+    "ratio_model_bounds",
     "tango_ci",
     "tango_statistic",
     "wilson_bounds",
