@@ -397,8 +397,8 @@ def test_a_partial_result_never_passes_in_compare_or_merge(tmp_path: Path,
     from evalgate.gate.compare import compare_results
     from evalgate.pipeline.merge import merge_results
 
-    off = dict.fromkeys(("hallucination_rate", "pass_rate", "cost_ratio", "latency_ratio",
-                         "p95_ratio"))
+    off = dict.fromkeys(("hallucination_rate", "pass_rate", "error_rate", "cost_ratio",
+                         "latency_ratio", "p95_ratio"))
     gate = {**GATE, "gate": {**GATE["gate"], "vs_baseline": off}}  # type: ignore[dict-item]
     root = write_project(tmp_path, model=model_at(server, "parts"), cases=make_cases(10),
                          gate=gate)
