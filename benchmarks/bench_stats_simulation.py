@@ -14,8 +14,14 @@ a percentage point, plus the timings the gate promises. It prints and always exi
    effect estimator; the mean MDE the A/A runs report is shown next to it), observed vs what
    the runs' own `mde` predicts at that effect, Phi((z_{1-alpha} + z_0.8) effect / mde - z).
    (For binary rates the SE grows with the regression, so the prediction uses the runs' mde.)
-4. Timing: `compare_p95` at n = 10,000 with 9,999 resamples (target < 2 s on 2 cores), and every
-   guardrail plus `finalize` at n = 10,000.
+4. At the boundary, per n: rate caps (K=1, the truth at the cap; n in 11, 30, 100, 300), the
+   p95 SLO and p95 ratio with K = 2 and 3 correlated calls a canary (tested on the calls, canary
+   = cluster), and the cost ratio on lognormal costs (the truth at the margin; then the PASS
+   rate at x1.00 and x0.90 with the ratio-model check and with Fieller alone: its power cost).
+5. Timing (printed last): `compare_p95` at n = 10,000 with 9,999 resamples (target < 2 s on
+   2 cores), and every guardrail plus `finalize` at n = 10,000.
+
+6. Power at the MDE the paired binary test reports (from A/A runs): should be 0.80 within 2 SE.
 
 Usage: python benchmarks/bench_stats_simulation.py [--seeds 1000] [--quick] [--n 200]
 """
@@ -41,6 +47,7 @@ from evalgate.stats import (
     compare_rate,
     compare_score,
     cost_budget,
+    fieller_ratio_bounds,
     finalize,
     p95_slo,
     rate_cap,
@@ -138,11 +145,11 @@ def scenarios(n: int, resamples: int, bca_resamples: int) -> list[Scenario]:
     return [
         Scenario("rate_vs_baseline K=1 (Tango/McNemar)", halluc, 0.0, 0.05, False),
         Scenario("rate_vs_baseline K=3 (paired t, lower)", pass_rate, 0.0, -0.05, False),
-        Scenario("rate_cap K=1 (Wilson)", cap, 0.05, 0.05, False),
+        Scenario("rate_cap K=1 (Clopper-Pearson)", cap, 0.05, 0.05, False),
         Scenario("p95_ratio (HD bootstrap)", p95, 1.0, 1.25, True),
         Scenario("p95_slo (order statistics)", slo, true_p95, true_p95, False),
         Scenario("latency_gm_ratio (log t)", gm, 1.0, 1.2, True),
-        Scenario("cost_ratio (Fieller t)", cost, 1.0, 1.1, True),
+        Scenario("cost_ratio (Fieller + ratio model)", cost, 1.0, 1.1, True),
         Scenario("cost_budget (t)", budget, true_mean_cost, true_mean_cost, False),
         Scenario("score_vs_baseline (paired t)", score, 0.0, -0.05, False),
     ]
@@ -218,11 +225,108 @@ def power_curves(items: list[Scenario], seeds: int, pilot: int) -> None:
         print(f"   {sc.name:42s} {shown:>9s} {rep:>9s}  " + "  ".join(f"{c:>14s}" for c in cells))
 
 
+SD_CANARY, SD_CALL = 0.45, 0.2   # log-latency SD between canaries and between a canary's calls
+
+
+def _clustered_calls(rng: np.random.Generator, n: int, k: int, shift: float = 0.0
+                     ) -> np.ndarray:
+    """K lognormal calls for each of n canaries, correlated within a canary."""
+    z = rng.normal(size=(n, 1)) * SD_CANARY + rng.normal(size=(n, k)) * SD_CALL
+    return np.exp(z + shift).ravel()
+
+
+def _clustered_ratio(seed: int, n: int, k: int, ratio: float, resamples: int) -> str:
+    rng = np.random.default_rng(seed)
+    base = _clustered_calls(rng, n, k)
+    cand = _clustered_calls(rng, n, k, math.log(ratio))
+    index = np.repeat(np.arange(n), k)
+    ev = compare_p95(cand, base, guardrail="p95", margin_ratio=1.25, alpha=ALPHA,
+                     resamples=resamples, seed=seed, samples=k, cand_canary=index,
+                     base_canary=index)
+    return finalize([ev], ALPHA)[0].verdict
+
+
+def boundary_rates(seeds: int, resamples: int) -> None:
+    print(f"\n4. At the boundary ({seeds} seeds a cell; limit alpha + 2 SE = "
+          f"{ALPHA + 2 * math.sqrt(ALPHA * (1 - ALPHA) / seeds):.3f})")
+    print(f"   {'case':52s} {'false FAIL':>16s} {'false PASS':>16s}")
+
+    def row(name: str, run: Callable[[int], str]) -> None:
+        verdicts = [run(s) for s in range(seeds)]
+        fails, passes = verdicts.count("FAIL"), verdicts.count("PASS")
+        print(f"   {name:52s} {rate(fails, seeds):>16s} {rate(passes, seeds):>16s}")
+
+    for n in (11, 30, 100, 300):
+        for cap in (0.01, 0.1):
+            def cap_run(seed: int, n: int = n, cap: float = cap) -> str:
+                x = (np.random.default_rng(seed).random(n) < cap).astype(float)
+                return rate_cap(x, guardrail="cap", cap=cap, alpha=ALPHA, samples=1).verdict
+            row(f"rate_cap K=1 n={n} cap={cap:g} (truth at the cap)", cap_run)
+
+    slo = math.exp(math.hypot(SD_CANARY, SD_CALL) * stats.norm.ppf(0.95))
+    n = 150
+    for k in (2, 3):
+        index = np.repeat(np.arange(n), k)
+        row(f"p95_slo K={k} n={n} (truth at the SLO)",
+            lambda seed, k=k, index=index: p95_slo(
+                _clustered_calls(np.random.default_rng(seed), n, k), guardrail="slo",
+                slo_ms=slo, alpha=ALPHA, samples=k, canary=index).verdict)
+        for ratio, col in ((1.0, "no change (FAIL col)"), (1.25, "at x1.25 (PASS col)")):
+            row(f"p95_ratio K={k} n={n} {col}",
+                lambda seed, k=k, ratio=ratio: _clustered_ratio(seed, n, k, ratio, resamples))
+
+    for n in (30, 100, 300):
+        def cost_run(seed: int, n: int = n) -> str:
+            cand, base = _lognormal_costs(seed, n, 1.10)
+            return compare_cost(cand, base, guardrail="cost", margin_ratio=1.1, alpha=ALPHA,
+                                seed=seed, bca_resamples=199).verdict
+        row(f"cost_ratio lognormal n={n} at x1.10 (PASS col)", cost_run)
+    print("   power cost of the ratio-model check (PASS rate, Fieller and ratio model / Fieller "
+          "alone):")
+    for n in (30, 100, 300):
+        cells = []
+        for ratio in (1.0, 0.9):
+            both = alone = 0
+            for s in range(seeds):
+                cand, base = _lognormal_costs(500_000 + s, n, ratio)
+                both += compare_cost(cand, base, guardrail="cost", margin_ratio=1.1,
+                                     alpha=ALPHA, seed=s, bca_resamples=199).verdict == "PASS"
+                high = fieller_ratio_bounds(cand, base, ALPHA)[1]
+                alone += high is not None and high < 1.1
+            cells.append(f"at x{ratio:.2f}: {both / seeds:.3f} / {alone / seeds:.3f}")
+        print(f"     n={n:<4d} " + "   ".join(cells))
+
+
+def _lognormal_costs(seed: int, n: int, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Skewed costs: lognormal baseline (sigma 1), the candidate a lognormal (sigma 0.5)
+    multiple of it; the ratio of mean costs is exactly `ratio`."""
+    rng = np.random.default_rng(seed)
+    base = np.exp(rng.normal(math.log(0.002), 1.0, n))
+    return ratio * base * np.exp(rng.normal(-0.125, 0.5, n)), base
+
+
+def mde_power(seeds: int, pilot: int) -> None:
+    """Power of the paired binary regression test at the MDE the runs report (target 0.80)."""
+    print(f"\n6. Power at the reported MDE, rate_vs_baseline K=1 (2% both bad, 3% only the "
+          f"baseline, 3% + d only the candidate; mean MDE of {pilot} A/A runs, {seeds} seeds; "
+          f"target 0.80, 2 SE = {2 * math.sqrt(0.16 / seeds):.3f})")
+    for n in (100, 200, 500, 2000):
+        def run(seed: int, delta: float, n: int = n) -> Evidence:
+            rng = np.random.default_rng(seed)
+            cell = rng.choice(4, size=n, p=[0.02, 0.03, 0.03 + delta, 0.92 - delta])
+            return compare_rate(np.isin(cell, [0, 2]).astype(float),
+                                np.isin(cell, [0, 1]).astype(float), guardrail="h",
+                                margin=0.05, alpha=ALPHA, samples=1)
+        mde = float(np.mean([run(700_000 + s, 0.0).mde for s in range(pilot)]))
+        hits = sum(run(800_000 + s, mde).p_regression < ALPHA for s in range(seeds))
+        print(f"   n={n:<5d} reported MDE {100 * mde:5.2f} points: power {rate(hits, seeds)}")
+
+
 def timings(repeats: int) -> None:
     n = 10_000
     rng = np.random.default_rng(0)
     cand_ms, base_ms = _lat_pair(rng, n, 1.05)
-    print(f"\n4. Timing at n = {n:,} canaries")
+    print(f"\n5. Timing at n = {n:,} canaries")
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -274,6 +378,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=None,
                         help="seeds per error-rate cell and per power point (default 1000)")
+    parser.add_argument("--only-boundary", action="store_true",
+                        help="only sections 4 and 6 (the boundary rates, power at the MDE)")
     parser.add_argument("--quick", action="store_true",
                         help="200 seeds, smaller pilot, one timing repeat")
     parser.add_argument("--n", type=int, default=200, help="canaries per simulated run")
@@ -287,9 +393,15 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     print(f"evalgate.stats simulation: n = {args.n} canaries, alpha = {ALPHA} (one-sided), "
           f"p95 bootstrap B = {args.resamples} in simulations")
+    if args.only_boundary:
+        boundary_rates(seeds, args.resamples)
+        mde_power(seeds, pilot)
+        return
     error_rates(items, seeds)
     gate_aa(items, seeds)
     power_curves(items, seeds, pilot)
+    boundary_rates(seeds, args.resamples)
+    mde_power(seeds, pilot)
     timings(1 if args.quick else 3)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 

@@ -406,6 +406,9 @@ class RunResult(BaseModel):
     baseline_metrics: dict[str, float | None] = Field(default_factory=dict)
     comparison: ComparisonInfo | None = None
     warnings: list[str] = Field(default_factory=list)
+    # The gate as a family of tests: its family-wise false-FAIL rate (and what
+    # gate.fail_correction does about it); None with fewer than two tested guardrails.
+    family_wise: str | None = None
     gate: dict[str, Any] = Field(default_factory=dict)  # the GateSettings the verdicts used
     environment: RunEnvironment = Field(default_factory=RunEnvironment)
     total_cost_usd: float = 0.0  # spend of this run's calls (candidate and a live baseline)

@@ -54,8 +54,8 @@ def test_a_a_live_comparison_does_not_fail(pytester: pytest.Pytester) -> None:
     data = read_json(pytester.path / "reports" / "evalgate.json")
     verdicts = {v["guardrail"]: v for v in data["verdicts"]}
     assert set(verdicts) == {"hallucination_rate_vs_baseline", "pass_rate_vs_baseline",
-                             "cost_ratio_vs_baseline", "latency_ratio_vs_baseline",
-                             "p95_ratio_vs_baseline"}
+                             "error_rate_vs_baseline", "cost_ratio_vs_baseline",
+                             "latency_ratio_vs_baseline", "p95_ratio_vs_baseline"}
     assert all(v["verdict"] != "FAIL" for v in verdicts.values()), verdicts
     assert data["verdict"] in ("PASS", "INCONCLUSIVE")
     assert data["baseline"]["kind"] == "model" and data["baseline"]["name"] == "baseline"

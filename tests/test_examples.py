@@ -44,8 +44,8 @@ def test_shipped_example_passes_the_gate(tmp_path: Path) -> None:
     assert all(f"check: {name}" in text for name in BUILTIN_CHECKS)
     assert {v["guardrail"] for v in result["verdicts"]} == {
         "latency_p95_ms", "cost_per_1k_usd", "hallucination_rate", "error_rate",
-        "hallucination_rate_vs_baseline", "pass_rate_vs_baseline", "cost_ratio_vs_baseline",
-        "latency_ratio_vs_baseline", "p95_ratio_vs_baseline"}
+        "hallucination_rate_vs_baseline", "pass_rate_vs_baseline", "error_rate_vs_baseline",
+        "cost_ratio_vs_baseline", "latency_ratio_vs_baseline", "p95_ratio_vs_baseline"}
     assert all(v["verdict"] == "PASS" and v["test"] for v in result["verdicts"])
     assert not list(ROOT.glob("tests/**/evalgate.json"))
 

@@ -25,7 +25,8 @@ def test_plan_names_every_guardrail_in_config_order() -> None:
     plan = plan_guardrails(settings, True)
     assert [g.name for g in plan] == [
         "latency_p99_ms", "error_rate", "hallucination_rate_vs_baseline",
-        "pass_rate_vs_baseline", "latency_ratio_vs_baseline", "p95_ratio_vs_baseline"]
+        "pass_rate_vs_baseline", "error_rate_vs_baseline", "latency_ratio_vs_baseline",
+        "p95_ratio_vs_baseline"]
     assert [g.kind for g in plan[:2]] == ["point", "rate_cap"]
 
 
@@ -42,6 +43,7 @@ def test_samples_are_averaged_per_canary_and_errors_left_out() -> None:
 def test_a_ratio_to_a_free_baseline_is_inconclusive_not_a_crash() -> None:
     settings = GateSettings.model_validate({"vs_baseline": {"hallucination_rate": None,
                                                             "pass_rate": None,
+                                                            "error_rate": None,
                                                             "latency_ratio": None,
                                                             "p95_ratio": None}})
     plan = plan_guardrails(settings, True)
@@ -57,7 +59,7 @@ def test_a_ratio_to_a_free_baseline_is_inconclusive_not_a_crash() -> None:
 def test_rubric_score_guardrail_is_opt_in_and_paired() -> None:
     assert "score_vs_baseline" not in [g.name for g in plan_guardrails(GateSettings(), True)]
     settings = GateSettings.model_validate({"vs_baseline": {
-        "hallucination_rate": None, "pass_rate": None, "cost_ratio": None,
+        "hallucination_rate": None, "pass_rate": None, "error_rate": None, "cost_ratio": None,
         "latency_ratio": None, "p95_ratio": None, "score": 0.05}})
     plan = plan_guardrails(settings, True)
     cand = [record(f"k{i}", 0).model_copy(update={"score": 0.5}) for i in range(40)]

@@ -300,7 +300,8 @@ def test_broken_model_config_fails_before_any_call(pytester: pytest.Pytester,
 
 def test_a_previous_result_is_never_reused(pytester: pytest.Pytester) -> None:
     """Deselecting every canary must not let the gate pass on an earlier run's result file."""
-    write_project(pytester.path, model=sim_model(), cases=make_cases(2), gate=GOOD_GATE)
+    # 5 canaries: 2 of 2 is no proof of a 40% floor under the exact bound (issue 17)
+    write_project(pytester.path, model=sim_model(), cases=make_cases(5), gate=GOOD_GATE)
     assert pytester.runpytest_subprocess("--evalgate").ret == 0
     first = result_json(pytester)
     result = pytester.runpytest_subprocess("--evalgate", "-n", "2", "-k",
@@ -329,8 +330,10 @@ def test_every_run_writes_all_reports_alike_with_and_without_xdist(
 
     from tests.test_report_junit import XSD
 
+    # 7 of 10 passing is no proof of a 40% floor under the exact bound (issue 17): 30%
+    gate = {"gate": {"metrics": {"pass_rate": {"min": 0.3}, "hallucination_rate": {"max": 0.7}}}}
     write_project(pytester.path, model=sim_model(hallucination_rate=0.3, seed=9),
-                  cases=make_cases(10), gate=GOOD_GATE)
+                  cases=make_cases(10), gate=gate)
     summary = pytester.path / "step-summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     pytester.runpytest_subprocess("--evalgate")

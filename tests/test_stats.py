@@ -31,6 +31,7 @@ from evalgate.stats import (
     p95_slo,
     p95_slo_test,
     rate_cap,
+    ratio_model_bounds,
     resampling,
     tango_ci,
     tango_statistic,
@@ -318,12 +319,12 @@ def test_compare_rate_binary_uses_tango_and_mcnemar() -> None:
                       samples=1)
     assert ev.discordant == (b, c)
     assert ev.effect == pytest.approx((b - c) / n)
-    assert (ev.ci_low, ev.ci_high) == pytest.approx(tango_ci(b, c, n, ALPHA))
-    assert ev.p_value == pytest.approx(stats.norm.cdf(tango_statistic(b, c, n, 0.05)))
+    # continuity-corrected since issue 17 (the uncorrected bound is liberal with few pairs)
+    assert (ev.ci_low, ev.ci_high) == pytest.approx(tango_ci(b, c, n, ALPHA, 0.5))
+    assert ev.p_value == pytest.approx(stats.norm.cdf(tango_statistic(b, c, n, 0.05, 0.5)))
     assert ev.p_regression == pytest.approx(mcnemar_regression_p(b, c))
     assert ev.min_passable_margin == ev.ci_high
-    d = (b - c) / n
-    assert ev.mde == pytest.approx(MDE_FACTOR * math.sqrt(((b + c) / n - d * d) / n))
+    assert ev.mde == pytest.approx(_mcnemar_mde(c / n, n), rel=1e-6)
     # upper bound above the margin, lower bound below it
     assert ev.ci_low < 0.05 < ev.ci_high
     assert ev.verdict == "INCONCLUSIVE"
@@ -342,12 +343,14 @@ def test_compare_rate_binary_pass_and_fail_from_the_bounds() -> None:
     assert ev.verdict == "FAIL"
 
 
-def test_compare_rate_binary_needs_ten_discordant_pairs() -> None:
+def test_compare_rate_binary_few_discordant_pairs_decide_by_the_corrected_bounds() -> None:
+    # Issue 17 removed the minimum of 10 discordant pairs (it made the verdict non-monotone).
     cand, base = paired_binary(2, 1, 1000)
     ev = compare_rate(cand, base, guardrail="h", margin=0.05, alpha=ALPHA, samples=1)
-    assert ev.ci_high < 0.05  # the bounds alone would pass
-    assert ev.verdict == "INCONCLUSIVE"
-    assert ev.note is not None and "discordant" in ev.note
+    assert ev.ci_high == pytest.approx(tango_ci(2, 1, 1000, ALPHA, 0.5)[1])
+    assert ev.ci_high < 0.05
+    assert ev.verdict == "PASS"
+    assert ev.note is None
 
 
 def test_compare_rate_binary_pass_rate_worse_lower() -> None:
@@ -356,7 +359,7 @@ def test_compare_rate_binary_pass_rate_worse_lower() -> None:
     cand, base = paired_binary(b, c, n, worse="lower")
     ev = compare_rate(cand, base, guardrail="pass_rate", margin=0.03, alpha=ALPHA, samples=1,
                       worse="lower")
-    low, high = tango_ci(b, c, n, ALPHA)
+    low, high = tango_ci(b, c, n, ALPHA, 0.5)
     assert ev.discordant == (b, c)
     assert ev.effect == pytest.approx(-(b - c) / n)
     assert (ev.ci_low, ev.ci_high) == pytest.approx((-high, -low))
@@ -373,7 +376,7 @@ def test_sentence_quotes_the_worse_side_bound_when_not_failing_beyond_margin() -
     cand, base = paired_binary(b, c, n, worse="higher")
     ev = compare_rate(cand, base, guardrail="h", margin=0.05, alpha=ALPHA, samples=1)
     assert ev.verdict != "FAIL"
-    assert f"95% upper bound {tango_ci(b, c, n, ALPHA)[1] * 100:+.1f} points" in ev.sentence
+    assert f"95% upper bound {tango_ci(b, c, n, ALPHA, 0.5)[1] * 100:+.1f} points" in ev.sentence
 
 
 def test_compare_rate_clustered_uses_paired_t() -> None:
@@ -403,10 +406,20 @@ def test_compare_rate_validates_inputs() -> None:
         compare_rate(np.ones(3), np.ones(4), guardrail="h", margin=0.05, alpha=ALPHA, samples=1)
 
 
+def _mcnemar_mde(p_imp: float, n: int) -> float:
+    """The d where McNemar's z test has 80% power, variance under the alternative (Connor 1987),
+    with scipy: improvements at p_imp, regressions at p_imp + d."""
+    def power(d: float) -> float:
+        psi = 2 * p_imp + d
+        return stats.norm.cdf((math.sqrt(n) * d - stats.norm.isf(ALPHA) * math.sqrt(psi))
+                              / math.sqrt(psi - d * d))
+    return optimize.brentq(lambda d: power(d) - 0.80, 1e-9, 1 - 2 * p_imp)
+
+
 def test_mde_note_when_the_margin_is_below_what_the_run_can_detect() -> None:
     cand, base = paired_binary(0, 0, 80, both=4)  # 5% baseline, no discordance at all
     ev = compare_rate(cand, base, guardrail="h", margin=0.02, alpha=ALPHA, samples=1)
-    expected = MDE_FACTOR * math.sqrt(2 * 0.05 * 0.95 / 80)  # planning formula
+    expected = _mcnemar_mde(0.05 * 0.95, 80)  # planning value: independent pairs
     assert ev.mde == pytest.approx(expected)
     assert ev.note is not None
     assert "with 80 canaries at a 5.0% baseline" in ev.note
@@ -421,10 +434,11 @@ def test_mde_note_when_the_margin_is_below_what_the_run_can_detect() -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def test_rate_cap_wilson_verdicts() -> None:
+def test_rate_cap_exact_verdicts() -> None:
+    # Clopper-Pearson since issue 17 (Wilson's one-sided bound was liberal at the cap)
     zeros = np.zeros(300)
     ev = rate_cap(zeros, guardrail="h", cap=0.05, alpha=ALPHA, samples=1)
-    assert ev.ci_high == pytest.approx(Z_ALPHA ** 2 / (300 + Z_ALPHA ** 2))
+    assert ev.ci_high == pytest.approx(1 - ALPHA ** (1 / 300))
     assert ev.verdict == "PASS" and ev.p_regression is None
     many = np.r_[np.ones(30), np.zeros(70)]
     assert rate_cap(many, guardrail="h", cap=0.1, alpha=ALPHA, samples=1).verdict == "FAIL"
@@ -434,7 +448,7 @@ def test_rate_cap_wilson_verdicts() -> None:
     # a floor on a pass rate mirrors it
     passes = np.r_[np.ones(95), np.zeros(5)]
     floor = rate_cap(passes, guardrail="pass", cap=0.8, alpha=ALPHA, samples=1, worse="lower")
-    assert floor.ci_low == pytest.approx(wilson_bounds(95, 100, ALPHA)[0])
+    assert floor.ci_low == pytest.approx(stats.beta.ppf(ALPHA, 95, 6))
     assert floor.verdict == "PASS"
     assert rate_cap(passes, guardrail="pass", cap=0.99, alpha=ALPHA, samples=1,
                     worse="lower").verdict == "FAIL"
@@ -442,19 +456,22 @@ def test_rate_cap_wilson_verdicts() -> None:
 
 def test_rate_cap_of_zero_can_fail_but_never_pass() -> None:
     clean = rate_cap(np.zeros(500), guardrail="h", cap=0.0, alpha=ALPHA, samples=1)
-    assert clean.verdict == "INCONCLUSIVE" and clean.p_value is None
+    assert clean.verdict == "INCONCLUSIVE" and clean.p_value == 1.0
     assert clean.note is not None and "never" in clean.note
     dirty = rate_cap(np.r_[np.ones(3), np.zeros(497)], guardrail="h", cap=0.0, alpha=ALPHA,
                      samples=1)
     assert dirty.verdict == "FAIL"
 
 
-def test_rate_cap_score_p_agrees_with_the_wilson_bound() -> None:
-    """The Wilson bound is the inversion of the score test: PASS exactly when p < alpha."""
+def test_rate_cap_exact_p_agrees_with_the_clopper_pearson_bound() -> None:
+    """The Clopper-Pearson bound is the inversion of the exact binomial test: PASS exactly when
+    p < alpha, and p is scipy's binomtest."""
     for x in range(0, 41):
         ev = rate_cap(np.r_[np.ones(x), np.zeros(400 - x)], guardrail="h", cap=0.06,
                       alpha=ALPHA, samples=1)
         assert (ev.p_value < ALPHA) == (ev.verdict == "PASS")
+        assert ev.p_value == pytest.approx(
+            stats.binomtest(x, 400, 0.06, alternative="less").pvalue, rel=1e-9)
 
 
 def test_rate_cap_clustered_t_and_minimum() -> None:
@@ -462,17 +479,22 @@ def test_rate_cap_clustered_t_and_minimum() -> None:
     x = rng.binomial(4, 0.03, 100) / 4
     ev = rate_cap(x, guardrail="h", cap=0.1, alpha=ALPHA, samples=4)
     t_high = x.mean() + stats.t.isf(ALPHA, 99) * stats.sem(x)
-    wilson_high = wilson_bounds(float(x.sum()), 100, ALPHA)[1]
-    assert ev.ci_high == pytest.approx(max(t_high, wilson_high))
+    total = float(x.sum())
+    cp_high = stats.beta.isf(ALPHA, total + 1, 100 - total)
+    assert ev.ci_high == pytest.approx(max(t_high, cp_high))
     assert ev.verdict == "PASS"
-    assert rate_cap(x[:29], guardrail="h", cap=0.5, alpha=ALPHA,
-                    samples=4).verdict == "INCONCLUSIVE"
+    # Below 30 canaries (issue 17): exact bounds on the canaries with any / every draw bad,
+    # instead of INCONCLUSIVE whatever the data.
+    small = rate_cap(x[:29], guardrail="h", cap=0.5, alpha=ALPHA, samples=4)
+    assert small.ci_high == pytest.approx(stats.beta.isf(ALPHA, np.sum(x[:29] > 0) + 1,
+                                                         29 - np.sum(x[:29] > 0)))
+    assert small.verdict == "PASS"
 
 
 def test_rate_cap_clustered_never_collapses_on_zero_variance() -> None:
     """No event at all in 64 canaries x 2 samples is not proof of a 0% rate."""
     ev = rate_cap(np.zeros(64), guardrail="err", cap=0.02, alpha=ALPHA, samples=2)
-    assert ev.ci_high == pytest.approx(wilson_bounds(0.0, 64, ALPHA)[1])
+    assert ev.ci_high == pytest.approx(1 - ALPHA ** (1 / 64))
     assert ev.ci_high > 0.03
     assert ev.verdict == "INCONCLUSIVE"
 
@@ -534,7 +556,8 @@ def test_compare_p95_is_seeded_and_brackets_the_true_ratio() -> None:
     # Inside the x1.25 margin yet a clear 10% slowdown: PASS on the bounds, FAIL after Holm.
     assert one.ci_high < 1.25 and one.verdict == "PASS"
     assert one.p_regression < ALPHA
-    assert finalize([one], ALPHA)[0].verdict == "FAIL"
+    assert finalize([one], ALPHA)[0].verdict == "PASS"  # three zones, the default since 17
+    assert finalize([one], ALPHA, regression_fails=True)[0].verdict == "FAIL"
     assert "ms" in one.sentence and "x1.25" in one.sentence
 
 
@@ -580,12 +603,19 @@ def test_cost_ratio_ci_brackets_the_truth_and_agrees_with_bca() -> None:
     cand = true_ratio * scale * rng.gamma(20, 1 / 20, n)
     ev = compare_cost(cand, base, guardrail="cost", margin_ratio=1.10, alpha=ALPHA, seed=1)
     assert ev.ci_low < true_ratio < ev.ci_high
-    assert (ev.ci_low, ev.ci_high) == pytest.approx(_fieller_closed_form(cand, base, ALPHA),
-                                                    rel=1e-9)
-    assert ev.p_value == pytest.approx(
-        stats.ttest_rel(cand, 1.10 * base, alternative="less").pvalue)
-    assert ev.p_regression == pytest.approx(
-        stats.ttest_rel(cand, base, alternative="greater").pvalue)
+    fieller = _fieller_closed_form(cand, base, ALPHA)
+    assert fieller_ratio_bounds(cand, base, ALPHA) == pytest.approx(fieller, rel=1e-9)
+    # issue 17: the reported bounds are the wider of Fieller's and the ratio model's, each side
+    model = ratio_model_bounds(cand, base, ALPHA)
+    assert model is not None
+    assert ev.ci_low == pytest.approx(min(fieller[0], model[0]), rel=1e-9)
+    assert ev.ci_high == pytest.approx(max(fieller[1], model[1]), rel=1e-9)
+    assert ev.p_value == pytest.approx(max(
+        stats.ttest_rel(cand, 1.10 * base, alternative="less").pvalue,
+        stats.t.cdf((cand.mean() / base.mean() - 1.10) / model[2], n - 1)))
+    assert ev.p_regression == pytest.approx(max(
+        stats.ttest_rel(cand, base, alternative="greater").pvalue,
+        stats.t.sf((cand.mean() / base.mean() - 1.0) / model[2], n - 1)))
     assert ev.note is not None and "BCa bootstrap" in ev.note and "DISAGREES" not in ev.note
     bca = stats.bootstrap((cand, base), lambda x, y, axis=-1: x.mean(axis) / y.mean(axis),
                           paired=True, vectorized=True, method="BCa",
@@ -649,10 +679,12 @@ def test_finalize_fails_a_holm_significant_regression_even_inside_the_margin() -
     ev = compare_rate(cand, base, guardrail="h", margin=0.05, alpha=ALPHA, samples=1)
     assert ev.verdict == "PASS" and ev.p_regression < ALPHA / 3
     quiet = _evidence("PASS", 0.5)
-    final = finalize([ev, quiet, quiet], ALPHA)
+    # opt-in since issue 17 (the default is the three-zone reading, see test_stats_levels.py)
+    final = finalize([ev, quiet, quiet], ALPHA, regression_fails=True)
     assert final[0].p_regression_holm == pytest.approx(3 * ev.p_regression)
     assert final[0].verdict == "FAIL"
     assert "Holm" in final[0].sentence
+    assert "fail_on_significant_regression: true" in final[0].sentence
     assert [f.verdict for f in final[1:]] == ["PASS", "PASS"]
     assert overall_verdict([f.verdict for f in final]) == "FAIL"
 
@@ -816,8 +848,9 @@ def test_power_on_a_p95_regression_matches_the_mde() -> None:
     predicted = stats.norm.cdf(math.log(1.5) / se_log - Z_ALPHA)
     power_big = np.mean([ev.p_regression < ALPHA for ev in big])
     assert power_big >= predicted - max(mc_tolerance(predicted, runs), 0.01)
-    # Alone in its run (Holm over one test), a detected regression FAILs the guardrail.
-    final = [finalize([ev], ALPHA)[0] for ev in big]
+    # Alone in its run (Holm over one test), a detected regression FAILs the guardrail when
+    # fail_on_significant_regression is on (opt-in since issue 17).
+    final = [finalize([ev], ALPHA, regression_fails=True)[0] for ev in big]
     assert np.mean([ev.verdict == "FAIL" for ev in final]) == power_big
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from evalgate.gate.family import family_note, holm_fails
 from evalgate.gate.judge_calibration import (
     VERIFIED,
     ReviewInputs,
@@ -58,6 +59,7 @@ def plan_guardrails(settings: GateSettings, has_baseline: bool) -> list[Guardrai
         for field, metric, kind, worse in (
             ("hallucination_rate", "hallucination_rate", "rate_vs_baseline", "higher"),
             ("pass_rate", "pass_rate", "rate_vs_baseline", "lower"),
+            ("error_rate", "error_rate", "rate_vs_baseline", "higher"),
             ("cost_ratio", "cost_per_request_usd", "cost_ratio", "higher"),
             ("latency_ratio", "latency_ms", "latency_gm_ratio", "higher"),
             ("p95_ratio", "latency_p95_ms", "p95_ratio", "higher"),
@@ -133,6 +135,52 @@ EXTRACT: dict[str, Extract] = {
 SAME_VALUES = {"latency_p95_ms": "latency_ms", "ttft_p95_ms": "ttft_ms"}
 
 
+QUALITY_FAILURE = {"hallucination_rate": 1.0, "pass_rate": 0.0, "score": 0.0}
+"""The value an errored call takes in a quality guardrail with errors_count_as: failure."""
+
+
+def extractor(metric: str, settings: GateSettings, records: Sequence[Record]) -> Extract:
+    """EXTRACT[metric], with errored calls as failures in the quality metrics when the gate's
+    `errors_count_as` is `failure` (the default).
+
+    Only where the metric is measured: on the canaries with a value for it in `records` (both
+    configs' calls), or on every canary when each answered canary has one (a rubric that grades
+    hallucinations on some canaries only does not turn an error elsewhere into one)."""
+    plain = EXTRACT[metric]
+    if settings.errors_count_as != "failure" or metric not in QUALITY_FAILURE:
+        return plain
+    measured = {r.key for r in records if r.ok and plain(r) is not None}
+    if not measured:
+        return plain
+    everywhere = {r.key for r in records if r.ok} <= measured
+    failure = QUALITY_FAILURE[metric]
+
+    def extract(record: Record) -> float | None:
+        if not record.ok and (everywhere or record.key in measured):
+            return failure
+        return plain(record)
+
+    return extract
+
+
+def errors_sentence(g: Guardrail, settings: GateSettings, cand_records: Sequence[Record],
+                    base_records: Sequence[Record] | None) -> str | None:
+    """What a quality guardrail did with the errored calls, when there were any."""
+    if g.metric not in QUALITY_FAILURE:
+        return None
+    n_cand = sum(1 for r in cand_records if not r.ok)
+    n_base = sum(1 for r in base_records or [] if not r.ok)
+    if not n_cand and not n_base:
+        return None
+    who = f"{n_cand} candidate" + (f" and {n_base} baseline" if base_records is not None else "")
+    if settings.errors_count_as == "failure":
+        what = {"hallucination_rate": "hallucinations", "pass_rate": "failed answers",
+                "score": "score 0"}[g.metric]
+        return f"{who} errored calls counted as {what} (errors_count_as: failure)"
+    return (f"{who} errored calls left out (errors_count_as: missing; error_rate counts "
+            "them)")
+
+
 def per_canary(records: Sequence[Record], extract: Extract) -> dict[str, float]:
     """Each canary's mean over its samples (canaries with no value are left out)."""
     sums: dict[str, float] = {}
@@ -148,6 +196,53 @@ def per_canary(records: Sequence[Record], extract: Extract) -> dict[str, float]:
                 sums[key] = value
                 counts[key] = 1
     return {key: total / counts[key] for key, total in sums.items()}
+
+
+def per_canary_calls(records: Sequence[Record], extract: Extract) -> dict[str, list[float]]:
+    """Each canary's values, one a call (canaries with no value are left out)."""
+    calls: dict[str, list[float]] = {}
+    for record in records:
+        value = extract(record)
+        if value is not None:
+            calls.setdefault(record.key, []).append(value)
+    return calls
+
+
+def calls_arrays(calls: dict[str, list[float]], keys: Sequence[str]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The calls of `keys` flattened, and the index (into keys) of each call's canary."""
+    import numpy as np
+
+    values = np.array([v for k in keys for v in calls[k]], dtype=float)
+    index = np.array([i for i, k in enumerate(keys) for _ in calls[k]], dtype=np.intp)
+    return values, index
+
+
+P95_KINDS = ("p95_slo", "p95_ratio")
+
+
+def p95_of_calls(g: Guardrail, settings: GateSettings, cand_records: Sequence[Record],
+                 base_records: Sequence[Record] | None, samples: int) -> Any:
+    """The p95 guardrails with K > 1 calls a canary: tested on the calls, canary = cluster."""
+    from evalgate import stats
+
+    extract = extractor(g.metric, settings, [*cand_records, *(base_records or [])])
+    cand_calls = per_canary_calls(cand_records, extract)
+    if g.kind == "p95_slo":
+        if not cand_calls:
+            return None
+        values, index = calls_arrays(cand_calls, sorted(cand_calls))
+        return stats.p95_slo(values, guardrail=g.name, slo_ms=g.bound, alpha=settings.alpha,
+                             samples=samples, canary=index)
+    base_calls = per_canary_calls(base_records or [], extract)
+    keys = sorted(cand_calls.keys() & base_calls.keys())
+    if not keys:
+        return None
+    c, c_idx = calls_arrays(cand_calls, keys)
+    b, b_idx = calls_arrays(base_calls, keys)
+    return stats.compare_p95(c, b, guardrail=g.name, margin_ratio=g.bound, alpha=settings.alpha,
+                             resamples=settings.bootstrap_resamples, seed=settings.seed,
+                             samples=samples, cand_canary=c_idx, base_canary=b_idx)
 
 
 def paired(cand: dict[str, float], base: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -236,7 +331,9 @@ def evaluate(settings: GateSettings, plan: list[Guardrail], cand_records: Sequen
 
     verdicts: dict[str, GuardrailVerdict] = {}
     tested: list[tuple[Guardrail, Any]] = []
+    again: list[Callable[[float], Any]] = []  # each tested guardrail at another alpha
     values: dict[str, tuple[dict[str, float], dict[str, float] | None]] = {}
+    every = [*cand_records, *(base_records or [])]
     for g in plan:
         if g.name == FALLBACK:
             verdicts[g.name] = judge_fallback(g.bound or 0.0, cand_records, samples)
@@ -249,10 +346,25 @@ def evaluate(settings: GateSettings, plan: list[Guardrail], cand_records: Sequen
             verdicts[g.name] = judge_metric(g.metric, metrics.get(g.metric), threshold.min,
                                             threshold.max)
             continue
+        if g.kind in P95_KINDS and samples > 1:
+            try:
+                ev = p95_of_calls(g, settings, cand_records, base_records, samples)
+            except ValueError as exc:
+                verdicts[g.name] = undecidable(g, samples, 0, str(exc))
+                continue
+            if ev is None:
+                verdicts[g.name] = no_data(g, samples)
+            else:
+                tested.append((g, ev))
+                again.append(lambda a, g=g: p95_of_calls(
+                    g, settings.model_copy(update={"alpha": a}), cand_records, base_records,
+                    samples))
+            continue
         same = SAME_VALUES.get(g.metric, g.metric)
         if same not in values:
-            values[same] = (per_canary(cand_records, EXTRACT[g.metric]),
-                            per_canary(base_records, EXTRACT[g.metric])
+            extract = extractor(g.metric, settings, every)
+            values[same] = (per_canary(cand_records, extract),
+                            per_canary(base_records, extract)
                             if base_records is not None else None)
         cand_values, base_values = values[same]
         if base_values is None:
@@ -265,13 +377,26 @@ def evaluate(settings: GateSettings, plan: list[Guardrail], cand_records: Sequen
             continue
         try:
             tested.append((g, _evidence(g, cand, base, settings, samples)))
+            again.append(lambda a, g=g, cand=cand, base=base: _evidence(
+                g, cand, base, settings.model_copy(update={"alpha": a}), samples))
         except ValueError as exc:  # e.g. a ratio to a baseline that cost nothing
             verdicts[g.name] = undecidable(g, samples, len(cand), str(exc))
     final = stats.finalize([ev for _, ev in tested], settings.alpha,
                            settings.fail_on_significant_regression)
+    if settings.fail_correction == "holm":
+        final = holm_fails(final, settings.alpha, lambda i, a: again[i](a))
     for (g, _), ev in zip(tested, final, strict=True):
-        verdicts[g.name] = to_verdict(g, ev)
+        verdict = to_verdict(g, ev)
+        said = errors_sentence(g, settings, cand_records, base_records)
+        if said:
+            verdict = verdict.model_copy(update={"reason": f"{verdict.reason}; {said}"})
+        verdicts[g.name] = verdict
     return [verdicts[g.name] for g in plan]
+
+
+def tested_count(verdicts: Sequence[GuardrailVerdict]) -> int:
+    """Guardrails decided by a statistical test (not point estimates, not undecidable)."""
+    return sum(1 for v in verdicts if v.kind != "point" and not v.test.startswith("(none"))
 
 
 def as_if_judged(records: Sequence[Record]) -> list[Record]:
@@ -359,6 +484,8 @@ def decide_gate(settings: GateSettings, records: Sequence[Record],
         "counts": counts,
         "verdicts": verdicts,
         "verdict": overall_verdict([v.verdict for v in verdicts]),
+        "family_wise": family_note(tested_count(verdicts), settings.alpha,
+                                   settings.fail_correction),
         "on_inconclusive": settings.on_inconclusive,
         "alpha": settings.alpha,
         "gate": settings.model_dump(mode="json"),

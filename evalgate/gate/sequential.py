@@ -37,9 +37,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from evalgate.gate.guardrails import (
-    EXTRACT,
     as_if_judged,
     evaluate,
+    extractor,
     judge_error_sensitivity,
     per_canary,
 )
@@ -201,7 +201,7 @@ class SequentialGate:
             return True
         from evalgate.stats import clopper_pearson_bounds
 
-        values = per_canary(cand, EXTRACT[g.metric])
+        values = per_canary(cand, extractor(g.metric, self.settings, cand))
         if not values:
             return True
         count = sum(1 for x in values.values() if x >= 0.5)
@@ -223,12 +223,12 @@ class SequentialGate:
         import numpy as np
 
 
-        values = per_canary(cand, EXTRACT[g.metric])
+        values = per_canary(cand, extractor(g.metric, self.settings, cand))
         remaining = self.total - len({r.key for r in cand})
         if g.kind == "rate_cap" and self.samples == 1 and g.bound is not None:
             bad = sum(1 for x in values.values() if (x >= 0.5) == (g.worse == "higher"))
             return curtail_rate(bad, len(values), remaining, g.bound, g.worse, final_alpha)
-        if g.kind == "p95_slo" and g.bound is not None and values:
+        if g.kind == "p95_slo" and self.samples == 1 and g.bound is not None and values:
             # The order-statistic test only counts values above the SLO, and one more value at
             # or below it (or a canary that errors) can only weaken a FAIL: so if the run
             # FAILs even when every remaining canary answers instantly, it FAILs.

@@ -166,6 +166,8 @@ def _render(result: RunResult, ranked: list[Canary], n_regressions: int, html_na
                     [gate_row(v, result.on_inconclusive) for v in result.verdicts])
     lines.append("")
     lines += [f"- {prose(v.reason)}" for v in result.verdicts if v.kind != "point"]
+    if result.family_wise:
+        lines.append(f"- the gate: {prose(result.family_wise)}")
     failed = sum(1 for r in result.records if not (r.ok and r.passed))
     if failed:
         policy = ("these fail the test run" if result.canary_failures == "fail"

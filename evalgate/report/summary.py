@@ -233,6 +233,8 @@ def summary_lines(result: RunResult) -> list[str]:
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
               for row in rows]
     lines += [f"- {v.reason}" for v in result.verdicts if v.kind != "point"]
+    if result.family_wise:
+        lines.append(f"- the gate: {result.family_wise}")
     shown = {v.metric for v in result.verdicts}
     other = [f"{m} {fmt(m, value)}" for m, value in result.metrics.items() if m not in shown]
     if other:

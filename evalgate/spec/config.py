@@ -99,6 +99,7 @@ class VsBaseline(Strict):
 
     hallucination_rate: float | None = Field(0.05, ge=0, le=1)   # points of increase
     pass_rate: float | None = Field(0.05, ge=0, le=1)            # points of drop
+    error_rate: float | None = Field(0.05, ge=0, le=1)           # points of increase
     cost_ratio: float | None = Field(1.10, ge=1)                 # mean cost per request
     latency_ratio: float | None = Field(1.10, ge=1)              # geometric mean, per canary
     p95_ratio: float | None = Field(1.25, ge=1)                  # Harrell-Davis p95
@@ -130,9 +131,18 @@ class GateSettings(Strict):
     on_inconclusive: Literal["fail", "warn", "pass"] = "fail"
     metrics: dict[MetricName, Threshold] = Field(default_factory=dict)
     vs_baseline: VsBaseline = Field(default_factory=VsBaseline)
-    # A candidate significantly worse than the baseline (Holm-adjusted, one-sided) fails even
-    # when its bound is inside the margin; `false` fails only beyond the margin.
-    fail_on_significant_regression: bool = True
+    # Three zones by default: PASS inside the margin, FAIL beyond it, INCONCLUSIVE between.
+    # `true` also fails a candidate significantly worse than the baseline (Holm-adjusted,
+    # one-sided) whose bound is inside the margin.
+    fail_on_significant_regression: bool = False
+    # A call that errored (after its retries) in the quality guardrails (hallucination_rate,
+    # pass_rate, score): `failure` counts it as a hallucination / a failed answer / score 0, so a
+    # candidate that times out on the hard canaries does not look better; `missing` leaves it
+    # out (error_rate and error_rate_vs_baseline still count it). Either way the sentence says.
+    errors_count_as: Literal["failure", "missing"] = "failure"
+    # `holm`: a bound-based FAIL must survive Holm's step-down over the run's tested guardrails
+    # (family-wise false FAIL at most alpha); `none`: each guardrail FAILs at alpha on its own.
+    fail_correction: Literal["none", "holm"] = "none"
     # Share of candidate calls a `fallback:` model may answer before the gate is INCONCLUSIVE;
     # null: no such guardrail (a warning still says how many it answered).
     max_fallback_rate: float | None = Field(None, ge=0, le=1)

@@ -38,7 +38,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from evalgate.stats.cost import compare_cost, cost_budget, fieller_ratio_bounds
+    from evalgate.stats.cost import (
+        compare_cost,
+        cost_budget,
+        fieller_ratio_bounds,
+        ratio_model_bounds,
+    )
     from evalgate.stats.diagnostic import (
         Accuracy,
         CorrectedRate,
@@ -102,6 +107,7 @@ _EXPORTS = {
     "p95_slo": "latency",
     "p95_slo_test": "primitives",
     "rate_cap": "rates",
+    "ratio_model_bounds": "cost",
     "tango_ci": "primitives",
     "tango_statistic": "primitives",
     "throughput_floor": "throughput",
@@ -147,6 +153,7 @@ __all__ = [
     "p95_slo",
     "p95_slo_test",
     "rate_cap",
+    "ratio_model_bounds",
     "rogan_gladen",
     "tango_ci",
     "tango_statistic",

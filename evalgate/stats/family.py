@@ -9,10 +9,13 @@ from evalgate.stats.primitives import holm_adjust
 
 
 def finalize(evidences: list[Evidence], alpha: float,
-             regression_fails: bool = True) -> list[Evidence]:
-    """Holm-adjust every non-None p_regression across the run, FAIL the significant ones (unless
-    the method minimum was not met, or `regression_fails` is off: then only a bound beyond the
-    margin fails) and write each final sentence.
+             regression_fails: bool = False) -> list[Evidence]:
+    """Holm-adjust every non-None p_regression across the run and write each final sentence.
+
+    By default the verdicts stay the three-zone reading of the bounds (PASS inside the margin,
+    FAIL beyond it, INCONCLUSIVE between); a significant regression inside the margin is a note.
+    `regression_fails` (the gate's `fail_on_significant_regression: true`) also FAILs the
+    significant ones, unless the method minimum was not met.
 
     Why Holm: a run checks several guardrails; without a family-wise correction an unchanged
     candidate would FAIL on one of them far more often than alpha.
@@ -27,12 +30,14 @@ def finalize(evidences: list[Evidence], alpha: float,
         verdict = ev.verdict
         note = ev.note
         if p_holm is not None and p_holm < alpha:
-            if not regression_fails:
-                if verdict != "FAIL":
-                    note = _join([note, f"regression significant after Holm (p "
-                                        f"{_fmt_p(p_holm)}), within the margin"])
-            elif ev.method_minimum_met:
+            if regression_fails and ev.method_minimum_met:
                 verdict = "FAIL"
+            elif ev.method_minimum_met:
+                if verdict != "FAIL":
+                    where = "within the margin" if verdict == "PASS" else "not beyond the margin"
+                    note = _join([note, f"regression significant after Holm (p "
+                                        f"{_fmt_p(p_holm)}), {where}: the verdict is the "
+                                        "bounds' against the margin"])
             else:
                 note = _join([note, f"regression significant after Holm (p {_fmt_p(p_holm)}) "
                                     "but the method minimum is not met"])

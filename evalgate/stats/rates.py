@@ -10,29 +10,37 @@ import numpy as np
 from evalgate.stats import distributions as dist
 from evalgate.stats.evidence import (
     MIN_CANARIES_T,
-    MIN_DISCORDANT,
+    TANGO_CONTINUITY,
     Evidence,
     Worse,
     _as_1d,
     _build,
     _check_alpha,
     _check_samples,
-    _fmt_p,
     _paired,
     _t_p,
     _t_summary,
     mde_difference,
     mde_paired_binary,
 )
-from evalgate.stats.primitives import mcnemar_regression_p, tango_ci, tango_statistic, wilson_bounds
+from evalgate.stats.primitives import (
+    binomial_cap_p,
+    clopper_pearson_bounds,
+    mcnemar_regression_p,
+    tango_ci,
+    tango_statistic,
+)
 
 
 def compare_rate(cand: np.ndarray, base: np.ndarray, *, guardrail: str, margin: float,
                  alpha: float, samples: int, worse: Worse = "higher") -> Evidence:
     """Paired rate vs the baseline with a tolerated worsening `margin` (rate units, positive).
 
-    K == 1 (binary per canary): Tango score non-inferiority test and interval on the paired
-    difference, mid-p McNemar for "regressed at all"; needs >= 10 discordant pairs. K > 1 (each
+    K == 1 (binary per canary): continuity-corrected Tango score non-inferiority test and
+    interval on the paired difference, mid-p McNemar for "regressed at all". No minimum of
+    discordant pairs: a cutoff on them made the verdict non-monotone (one more candidate failure
+    could turn INCONCLUSIVE into PASS); the correction keeps the exact level at or below alpha
+    with few discordant pairs instead (`TANGO_CONTINUITY`). K > 1 (each
     value a per-canary mean of K Bernoulli samples): paired t on per-canary differences, which is
     valid for clustered samples because the canary is the unit; needs n >= 30.
     """
@@ -53,23 +61,20 @@ def compare_rate(cand: np.ndarray, base: np.ndarray, *, guardrail: str, margin: 
         bad_c, bad_b = (c == 1, b == 1) if worse == "higher" else (c == 0, b == 0)
         n_reg = int(np.sum(bad_c & ~bad_b))   # candidate worse on this canary
         n_imp = int(np.sum(~bad_c & bad_b))   # candidate better
-        r_low, r_high = tango_ci(n_reg, n_imp, n, alpha)
+        r_low, r_high = tango_ci(n_reg, n_imp, n, alpha, TANGO_CONTINUITY)
         low, high = (r_low, r_high) if worse == "higher" else (-r_high, -r_low)
-        p_value = float(dist.norm_cdf(tango_statistic(n_reg, n_imp, n, margin)))
+        p_value = float(dist.norm_cdf(tango_statistic(n_reg, n_imp, n, margin,
+                                                      TANGO_CONTINUITY)))
         p_reg = mcnemar_regression_p(n_reg, n_imp, mid_p=True)
-        ok = n_reg + n_imp >= MIN_DISCORDANT
-        notes = [None if ok else
-                 f"only {n_reg + n_imp} discordant pairs (need {MIN_DISCORDANT} for Tango's "
-                 f"score test): INCONCLUSIVE whatever the bounds; mid-p McNemar "
-                 f"regression p {_fmt_p(p_reg)}"]
         return _build(
             guardrail=guardrail, kind="rate_vs_baseline",
-            test="Tango score test (paired non-inferiority) + mid-p McNemar (regression)",
+            test=("Tango score test, continuity-corrected (paired non-inferiority) + mid-p "
+                  "McNemar (regression)"),
             estimate=est, baseline=base_rate, effect=est - base_rate, effect_kind="difference",
             ci_low=low, ci_high=high, margin=margin, worse=worse, p_value=p_value,
             p_regression=p_reg, n_canaries=n, n_samples=1, discordant=(n_reg, n_imp),
             mde=mde_paired_binary(n_reg, n_imp, n, base_rate, alpha), alpha=alpha,
-            minimum_met=ok, notes=notes, baseline_level=base_rate)
+            minimum_met=True, notes=[], baseline_level=base_rate)
 
     diff = c - b
     ts = _t_summary(diff, alpha)
@@ -83,7 +88,7 @@ def compare_rate(cand: np.ndarray, base: np.ndarray, *, guardrail: str, margin: 
     b_draws = float(np.clip(diff, 0, None).sum()) * samples
     c_draws = float(np.clip(-diff, 0, None).sum()) * samples
     f_low, f_high = tango_ci(b_draws, c_draws, n * samples, alpha)
-    low, high = min(ts.low, f_low), max(ts.high, f_high)
+    low, high = max(-1.0, min(ts.low, f_low)), min(1.0, max(ts.high, f_high))
     if worse == "higher":
         floor_used = f_high > ts.high
         floor_p = float(dist.norm_cdf(tango_statistic(b_draws, c_draws, n * samples, margin)))
@@ -109,13 +114,40 @@ def compare_rate(cand: np.ndarray, base: np.ndarray, *, guardrail: str, margin: 
         baseline_level=base_rate)
 
 
+def _cluster_rate_bounds(x: np.ndarray, alpha: float) -> tuple[float, float, str]:
+    """One-sided (1-alpha) bounds on the mean of per-canary rates in [0, 1] (K draws a canary).
+
+    n >= 30: t bounds on the canary means, never narrower than Clopper-Pearson bounds over
+    canaries (sum of means as the count): a canary mean's variance never exceeds p(1-p), so that
+    floor is conservative for clustered draws and stops the t bound collapsing when every canary
+    mean is equal. n < 30: exact and valid under any within-canary correlation: P(a canary has
+    every draw bad) <= p <= P(it has any bad draw), so Clopper-Pearson bounds on those two
+    counts bound p. Both clipped to [0, 1].
+    """
+    n = x.size
+    if n >= MIN_CANARIES_T:
+        ts = _t_summary(x, alpha)
+        total = float(x.sum())
+        cp_low = 0.0 if total == 0 else float(dist.beta_ppf(alpha, total, n - total + 1))
+        cp_high = 1.0 if total == n else float(dist.beta_isf(alpha, total + 1, n - total))
+        low, high = min(ts.low, cp_low), max(ts.high, cp_high)
+        method = "t bound on per-canary rates, never narrower than Clopper-Pearson over canaries"
+    else:
+        low = clopper_pearson_bounds(int(np.sum(x >= 1.0)), n, alpha)[0]
+        high = clopper_pearson_bounds(int(np.sum(x > 0.0)), n, alpha)[1]
+        method = ("exact (Clopper-Pearson) bounds on the canaries with every draw / any draw "
+                  f"bad (fewer than {MIN_CANARIES_T} canaries)")
+    return max(0.0, low), min(1.0, high), method
+
+
 def rate_cap(cand: np.ndarray, *, guardrail: str, cap: float, alpha: float, samples: int,
              worse: Worse = "higher") -> Evidence:
     """Absolute cap (worse="higher") or floor (worse="lower") on a rate, no baseline.
 
-    K == 1: Wilson one-sided bounds and the matching score-test p (the Wilson interval is its
-    inversion). K > 1: one-sided t bounds on per-canary means (n >= 30). `mde` here is the
-    distance from the cap the true rate must keep for this run to decide with 80% power.
+    K == 1: exact one-sided Clopper-Pearson bounds and the matching exact binomial p (the bound
+    is the test's inversion), so false PASS and false FAIL stay at or below alpha at every n.
+    K > 1: see `_cluster_rate_bounds`. Bounds stay in [0, 1]. `mde` here is the distance from
+    the cap the true rate must keep for this run to decide with 80% power.
     """
     _check_alpha(alpha)
     _check_samples(samples)
@@ -126,49 +158,40 @@ def rate_cap(cand: np.ndarray, *, guardrail: str, cap: float, alpha: float, samp
         raise ValueError("rates must be in [0, 1]")
     n = x.size
     est = float(x.mean())
+    side = "less" if worse == "higher" else "greater"
+    notes: list[str | None] = []
+    if cap == (0.0 if worse == "higher" else 1.0):  # can be failed but never proven
+        notes.append(f"a {'cap' if worse == 'higher' else 'floor'} of {cap:g} can never "
+                     "PASS on a sample; use a small tolerance instead")
+    null_se = math.sqrt(cap * (1 - cap) / n)
     if samples == 1:
         if not np.all((x == 0) | (x == 1)):
             raise ValueError("with samples == 1 the rates must be 0/1 per canary")
-        low, high = wilson_bounds(float(x.sum()), n, alpha)
-        null_se = math.sqrt(cap * (1 - cap) / n)
-        p_value: float | None = None
-        mde: float | None = None
-        notes: list[str | None] = []
-        if null_se > 0:
-            zstat = (est - cap) / null_se
-            p_value = float(dist.norm_cdf(zstat) if worse == "higher" else dist.norm_sf(zstat))
-            mde = mde_difference(null_se, alpha)
-        else:  # a cap of exactly 0 (or floor of 1) can be failed but never proven
-            notes.append(f"a {'cap' if worse == 'higher' else 'floor'} of {cap:g} can never "
-                         "PASS on a sample; use a small tolerance instead")
-        ok = True
-        test = "Wilson score bound (one-sided) vs an absolute cap"
+        k = int(x.sum())
+        low, high = clopper_pearson_bounds(k, n, alpha)
+        p_value: float | None = binomial_cap_p(k, n, cap, side)
+        mde: float | None = mde_difference(null_se, alpha) if null_se > 0 else None
+        test = "exact binomial test (Clopper-Pearson bound, one-sided) vs an absolute cap"
     else:
-        # The t bound collapses when every canary mean is equal (e.g. no errors at all), so the
-        # bounds are never narrower than a Wilson bound over canaries: a canary mean's variance
-        # never exceeds p(1-p), which makes that bound conservative for clustered draws.
-        ts = _t_summary(x, alpha)
-        w_low, w_high = wilson_bounds(float(x.sum()), n, alpha)
-        # ... and a rate's interval stays inside [0, 1] (the t bound alone can leave it)
-        low, high = max(0.0, min(ts.low, w_low)), min(1.0, max(ts.high, w_high))
-        null_se = math.sqrt(cap * (1 - cap) / n)
-        side = "less" if worse == "higher" else "greater"
-        p_value = _t_p(x, cap, side)
-        if null_se > 0:
-            zstat = (est - cap) / null_se
-            z_p = float(dist.norm_cdf(zstat) if worse == "higher" else dist.norm_sf(zstat))
-            p_value = z_p if p_value is None else max(p_value, z_p)
-        mde = mde_difference(ts.se if ts.se > 0 else math.sqrt(cap * (1 - cap) / (n * samples)),
-                             alpha) or None
-        ok = n >= MIN_CANARIES_T
-        test = (f"one-sided t bound on per-canary rates (canary = cluster of K={samples}), "
-                "never narrower than a Wilson bound over canaries")
-        notes = [None if ok else f"only {n} canaries (need {MIN_CANARIES_T} for the t bound)"]
+        low, high, method = _cluster_rate_bounds(x, alpha)
+        if n >= MIN_CANARIES_T:
+            p_value = _t_p(x, cap, side)
+            if null_se > 0:
+                zstat = (est - cap) / null_se
+                z_p = float(dist.norm_cdf(zstat) if worse == "higher" else dist.norm_sf(zstat))
+                p_value = max(p_value, z_p)
+        else:
+            count = int(np.sum(x > 0.0)) if worse == "higher" else int(np.sum(x >= 1.0))
+            p_value = binomial_cap_p(count, n, cap, side)
+        se = _t_summary(x, alpha).se if n > 1 else 0.0
+        mde = mde_difference(se if 0 < se < math.inf else
+                             math.sqrt(cap * (1 - cap) / (n * samples)), alpha) or None
+        test = f"{method} (canary = cluster of K={samples})"
     return _build(
         guardrail=guardrail, kind="rate_cap", test=test, estimate=est, baseline=None,
         effect=est, effect_kind="absolute", ci_low=low, ci_high=high, margin=cap, worse=worse,
         p_value=p_value, p_regression=None, n_canaries=n, n_samples=samples, discordant=None,
-        mde=mde, alpha=alpha, minimum_met=ok, notes=notes)
+        mde=mde, alpha=alpha, minimum_met=True, notes=notes)
 
 
 def compare_score(cand: np.ndarray, base: np.ndarray, *, guardrail: str, margin: float,
@@ -190,7 +213,10 @@ def compare_score(cand: np.ndarray, base: np.ndarray, *, guardrail: str, margin:
     return _build(
         guardrail=guardrail, kind="score_vs_baseline", test="paired t on per-canary mean scores",
         estimate=float(c.mean()), baseline=float(b.mean()), effect=ts.mean,
-        effect_kind="difference", ci_low=ts.low, ci_high=ts.high, margin=margin, worse="lower",
+        effect_kind="difference",
+        ci_low=max(-1.0, ts.low) if math.isfinite(ts.low) else None,
+        ci_high=min(1.0, ts.high) if math.isfinite(ts.high) else None,
+        margin=margin, worse="lower",
         p_value=_t_p(diff, -margin, "greater"), p_regression=_t_p(diff, 0.0, "less"),
         n_canaries=n, n_samples=samples, discordant=None, mde=mde_difference(ts.se, alpha),
         alpha=alpha, minimum_met=ok, notes=notes)
