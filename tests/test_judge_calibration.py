@@ -304,7 +304,7 @@ def test_correct_for_judge_on_the_paired_comparison() -> None:
             labels.append(lab(cand[-1], "hallucination" if truth_c else "correct"))
     settings = GateSettings.model_validate({"correct_for_judge": True, "vs_baseline": {
         "hallucination_rate": 0.12, "pass_rate": None, "cost_ratio": None,
-        "latency_ratio": None, "p95_ratio": None}})
+        "latency_ratio": None, "p95_ratio": None, "error_rate": None}})
     out = decide_gate(settings, cand, base, 1, inputs(cand, labels=labels))
     [v] = out["verdicts"]
     [fixed] = out["review"].corrected

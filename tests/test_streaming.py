@@ -47,7 +47,9 @@ def test_known_ttft_and_tokens_per_s_are_recovered(tmp_path: Path, sim_server: S
     assert all(r.ok and r.streamed for r in records), [r.error_message for r in records]
     ttft = statistics.median(r.ttft_ms for r in records if r.ttft_ms is not None)
     rate = statistics.median(r.tokens_per_s for r in records if r.tokens_per_s is not None)
-    assert 118 <= ttft <= 150, ttft
+    # From the request's send: never below the server's 120 ms, with room above it for a
+    # loaded machine's scheduling (each record's TTFT is below its latency: checked below).
+    assert 118 <= ttft <= 200, ttft
     assert 40 * 0.8 <= rate <= 40 * 1.2, rate
     for r in records:  # the whole answer, usage from the stream, end to end after the TTFT
         assert r.text and "days" in r.text and not r.usage_estimated
