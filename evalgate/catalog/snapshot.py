@@ -21,12 +21,13 @@ from pydantic import BaseModel, Field
 
 from evalgate.gate.metrics import compute_metrics
 from evalgate.results import Record, RunResult
-from evalgate.stats.intervals import cluster_mean_interval, cluster_percentile_interval
+from evalgate.stats.intervals import CanaryBootstrap
 from evalgate.stats.primitives import wilson_bounds
 from evalgate.stats.rates import rate_cap
 
 LEVEL = 0.95
 ALPHA = (1 - LEVEL) / 2  # one-sided, each side (the stats/ convention)
+RESAMPLES = 1000  # canary bootstrap resamples: the figures are levels, not gate decisions
 SNAPSHOT_VERSION = 1
 
 
@@ -90,14 +91,16 @@ def _finite(v: float | None) -> float | None:
     return v if v is not None and math.isfinite(v) else None
 
 
-def _by_canary(records: Sequence[Record], value: Callable[[Record], float | None]
-               ) -> list[list[float]]:
-    groups: dict[str, list[float]] = {}
+def _by_canary(records: Sequence[Record], value: Callable[[Record], float | None],
+               keys: Sequence[str] | None = None) -> list[list[float]]:
+    """Values per canary: every canary of `keys` in that order (empty when it has none), or
+    only the canaries with a value."""
+    groups: dict[str, list[float]] = {k: [] for k in keys or ()}
     for r in records:
         v = value(r)
         if v is not None:
             groups.setdefault(r.key, []).append(float(v))
-    return list(groups.values())
+    return list(groups.values()) if keys is not None else [g for g in groups.values() if g]
 
 
 def rate_interval(groups: list[list[float]]) -> tuple[float, float, str] | None:
@@ -140,6 +143,12 @@ def metric_figures(records: Sequence[Record]) -> dict[str, MetricFigure]:
     """Every metric `compute_metrics` gives, each with its interval where one is defined."""
     values, _ = compute_metrics(records)
     answered = [r for r in records if r.ok]
+    keys = sorted({r.key for r in records})
+    boot = CanaryBootstrap(max(len(keys), 1), RESAMPLES)
+
+    def per_canary(attr: str) -> list[list[float]]:
+        return _by_canary(answered, lambda r: getattr(r, attr), keys)
+
     out: dict[str, MetricFigure] = {}
     for name, value in values.items():
         figure = MetricFigure(value=_finite(value))
@@ -154,19 +163,17 @@ def metric_figures(records: Sequence[Record]) -> dict[str, MetricFigure]:
                 bounds, figure.method = (found[0], found[1]), found[2]
         elif name in PERCENTILES:
             attr, q = PERCENTILES[name]
-            bounds = cluster_percentile_interval(
-                _by_canary(answered, lambda r, a=attr: getattr(r, a)), q, ALPHA)
+            bounds = boot.percentile(per_canary(attr), q, ALPHA)
             figure.method = "canary bootstrap"
         elif name in MEANS:
             attr, scale = MEANS[name]
-            found_mean = cluster_mean_interval(
-                _by_canary(answered, lambda r, a=attr: getattr(r, a)), ALPHA)
+            found_mean = boot.mean(per_canary(attr), ALPHA)
             bounds = None if found_mean is None else (found_mean[0] * scale,
                                                       found_mean[1] * scale)
             figure.method = "canary bootstrap"
         elif name == "tokens_per_s_mean":  # a mean over canaries of their means
-            groups = _by_canary(answered, lambda r: r.tokens_per_s)
-            bounds = cluster_mean_interval([[sum(g) / len(g)] for g in groups], ALPHA)
+            bounds = boot.mean([[sum(g) / len(g)] if g else [] for g in
+                                per_canary("tokens_per_s")], ALPHA)
             figure.method = "canary bootstrap"
         if bounds is not None:
             figure.low, figure.high = _finite(bounds[0]), _finite(bounds[1])
