@@ -1,0 +1,41 @@
+"""`--evalgate-catalog`: the run's snapshots appended to the model catalog once the session's
+result is final (in the controller only). A catalog that cannot be written is a warning line
+in the summary, never a failed session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evalgate.results import RunResult
+
+OFF = "off"
+
+
+def catalog_target(config: pytest.Config, root: Path) -> Path | None:
+    """Where this session's catalog is (relative paths from the project root); None: off."""
+    value = config.getoption("evalgate_catalog")
+    if value is None:
+        from evalgate.catalog.store import DEFAULT_PATH
+
+        value = DEFAULT_PATH
+    if value == OFF:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else root / path
+
+
+def record_run(config: pytest.Config, root: Path, result: RunResult) -> tuple[str, bool] | None:
+    """Append the run; (the summary line, whether it is a warning), or None when nothing is
+    recorded: the catalog is off, the run was interrupted, or it is one shard of a run (its
+    merged result goes in with `evalgate catalog add`)."""
+    path = catalog_target(config, root)
+    if path is None or result.partial or result.shard:
+        return None
+    from evalgate.catalog.store import append_run
+
+    added, warning = append_run(path, result)
+    if warning is not None:
+        return warning, True
+    return f"catalog: {path} (+{added} snapshot(s))", False
