@@ -71,8 +71,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "write). Default: on for local runs, off in CI (env CI=true)")
     group.addoption("--evalgate-catalog", metavar="PATH", default=None,
                     help="the model catalog this run's snapshots are appended to (one per "
-                         "config), or 'off' (default: .evalgate/catalog.sqlite3 under the "
-                         "project root)")
+                         "config), or 'off' (default: env EVALGATE_CATALOG, else "
+                         ".evalgate/catalog.sqlite3 under the project root)")
     group.addoption("--evalgate-progress-every", metavar="SECONDS", type=float, default=None,
                     help="progress while the calls run: redrawn in place on a terminal; in CI "
                          "(env CI set) or when not a terminal, a line every SECONDS (default: "

@@ -4,6 +4,7 @@ in the summary, never a failed session."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,13 +15,15 @@ OFF = "off"
 
 
 def catalog_target(config: pytest.Config, root: Path) -> Path | None:
-    """Where this session's catalog is (relative paths from the project root); None: off."""
-    value = config.getoption("evalgate_catalog")
-    if value is None:
+    """Where this session's catalog is (relative paths from the project root); None: off.
+    Without the option: env EVALGATE_CATALOG (a path or off), else the default path."""
+    value = config.getoption("evalgate_catalog") or os.environ.get("EVALGATE_CATALOG", "")
+    value = value.strip()
+    if not value:
         from evalgate.catalog.store import DEFAULT_PATH
 
         value = DEFAULT_PATH
-    if value == OFF:
+    if value.lower() == OFF:
         return None
     path = Path(value)
     return path if path.is_absolute() else root / path
