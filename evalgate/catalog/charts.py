@@ -52,12 +52,13 @@ def trend(uid: str, title: str, x_labels: Sequence[str], series: Sequence[TrendS
     drawn = [s for s in series if any(_ok(p.value) for p in s.points)]
     if not drawn:
         return no_data(uid, title, "no snapshot has a value for this metric")
-    width, left, right, top = 680, 70, 20, 16
+    width, left, right, top = 620, 70, 16, 16
     plot_h = 190
     height = top + plot_h + 34 + 16 * len(drawn) + 8
     bottom_px = top + plot_h
     ends = [v for s in drawn for p in s.points for v in (p.value, p.low, p.high) if _ok(v)]
-    y = Scale(min(ends), max(ends), bottom_px, top)
+    pad = (max(ends) - min(ends)) * 0.06
+    y = Scale(min(ends) - pad, max(ends) + pad, bottom_px, top)
     runs = max(len(x_labels), 1)
     x = Scale(-0.5, runs - 0.5, left, width - right)
     body = [f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{plot_h}" '
@@ -77,15 +78,21 @@ def trend(uid: str, title: str, x_labels: Sequence[str], series: Sequence[TrendS
                     f'y2="{bottom_px}" stroke="{CHANGE_COLOR}" stroke-dasharray="4 3" '
                     f'stroke-width="1.5"><title>canary set changed</title></line>')
         body.append(_t(px + 3, top + 11, "canary set changed", color=CHANGE_COLOR, size=9))
+    slot = min(8.0, (x(1) - x(0)) * 0.5 / max(len(drawn), 1))
     for k, s in enumerate(drawn):
         color, dash = style(k)
+        shift = (k - (len(drawn) - 1) / 2) * slot  # side by side, not on top of each other
+
+        def px_of(p: TrendPoint, shift: float = shift) -> float:
+            return x(p.x) + shift
+
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         points = [p for p in s.points if _ok(p.value)]
         segment: list[TrendPoint] = []
         for p in [*points, None]:
             if p is None or (segment and p.epoch != segment[-1].epoch):
                 if len(segment) > 1:
-                    d = " ".join(f"{'M' if j == 0 else 'L'}{_n(x(q.x))},{_n(y(q.value or 0))}"
+                    d = " ".join(f"{'M' if j == 0 else 'L'}{_n(px_of(q))},{_n(y(q.value or 0))}"
                                  for j, q in enumerate(segment))
                     body.append(f'<path class="trend" d="{d}" fill="none" stroke="{color}" '
                                 f'stroke-width="2"{dash_attr}/>')
@@ -93,7 +100,7 @@ def trend(uid: str, title: str, x_labels: Sequence[str], series: Sequence[TrendS
             if p is not None:
                 segment.append(p)
         for p in points:
-            px = x(p.x)
+            px = px_of(p)
             if _ok(p.low) and _ok(p.high):
                 lo, hi = y(p.low or 0.0), y(p.high or 0.0)
                 body.append(f'<g class="ci" stroke="{color}" stroke-width="1.5">'

@@ -55,7 +55,7 @@ class Run:
 
     @property
     def label(self) -> str:
-        return self.taken_at[5:16].replace("T", " ")  # MM-DD HH:MM
+        return f"#{self.index + 1} {self.taken_at[5:16].replace('T', ' ')}"  # #N MM-DD HH:MM
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,8 @@ def arrange(snapshots: Sequence[Snapshot]) -> Catalogued:
     for s in ordered:
         by_version.setdefault(s.fingerprint, []).append(s)
     versions = tuple(sorted((Version(fp, tuple(v)) for fp, v in by_version.items()),
-                            key=lambda v: v.latest.taken_at, reverse=True))
+                            key=lambda v: (v.latest.taken_at, v.latest.role == "candidate"),
+                            reverse=True))
     metrics: dict[str, None] = {}
     for s in ordered:
         metrics.update(dict.fromkeys(s.metrics))
