@@ -372,3 +372,16 @@ def test_pytest_evalgate_appends_each_run_and_off_appends_none(
     broken = pytester.runpytest_subprocess(*args, "--evalgate-catalog=broken.sqlite3")
     broken.stdout.fnmatch_lines(["evalgate catalog: *broken.sqlite3 not written (*"])
     assert broken.ret == first.ret, "an unwritable catalog never changes the outcome"
+
+
+def test_markdown_trends_keep_to_the_last_runs(three_runs: list[RunResult]) -> None:
+    """Many runs must not outgrow a PR comment: the Markdown keeps the last 30 of them."""
+    one = snapshots_of(three_runs[0])[0]
+    many = [one.model_copy(update={"id": f"s{i}", "run_id": f"r{i:03d}",
+                                   "taken_at": f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}+00:00"})
+            for i in range(100)]
+    markdown = render_markdown(many)
+    assert "The last 30 of 100 runs" in markdown
+    assert "| 71 |" in markdown and "| 70 |" not in markdown
+    assert len(markdown) < 65536
+    assert render_html(many).count('class="pt"') == 100 * len(one.metrics)

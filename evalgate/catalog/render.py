@@ -24,6 +24,7 @@ from evalgate.catalog.snapshot import MetricFigure, Snapshot
 from evalgate.report import mdtext
 from evalgate.report.html import level
 
+MAX_MARKDOWN_RUNS = 30  # trend rows in the Markdown (a PR comment has 65,536 characters)
 KEY_METRICS = ("pass_rate", "hallucination_rate", "error_rate", "latency_p95_ms",
                "cost_per_1k_usd")
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; script-src 'none'; "
@@ -207,10 +208,14 @@ def render_markdown(snapshots: Sequence[Snapshot]) -> str:
                          "commit", "canaries", *(title_of(m) for m in keys),
                          "recommended for"], rows)
     out += ["", "## Trends", ""]
+    shown = cat.runs[-MAX_MARKDOWN_RUNS:]
+    if len(shown) < len(cat.runs):
+        out += [f"The last {len(shown)} of {len(cat.runs)} runs; the HTML page has them all.",
+                ""]
     for m in keys:
         out += [f"### {title_of(m)}", ""]
         trows = []
-        for r in cat.runs:
+        for r in shown:
             cells = []
             for v in cat.versions:
                 s = next((s for s in v.snapshots if s.run_id == r.run_id), None)
