@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from evalgate.gate.metrics import compute_metrics
+from evalgate.gate.metrics import REFUSED, compute_metrics
 from evalgate.results import Record, RunResult
 from evalgate.stats.intervals import CanaryBootstrap
 from evalgate.stats.primitives import wilson_bounds
@@ -122,7 +122,7 @@ def rate_interval(groups: list[list[float]]) -> tuple[float, float, str] | None:
 
 RATES: dict[str, tuple[Callable[[Record], bool], Callable[[Record], float]]] = {
     "error_rate": (lambda r: True, lambda r: float(not r.ok)),
-    "refusal_rate": (lambda r: True, lambda r: float(r.error_class == "refused")),
+    "refusal_rate": (lambda r: True, lambda r: float(r.error_class == REFUSED)),
     "hallucination_rate": (lambda r: r.ok and r.passed is not None,
                            lambda r: float(bool(r.hallucination))),
     "pass_rate": (lambda r: r.ok and r.passed is not None, lambda r: float(bool(r.passed))),
