@@ -386,3 +386,9 @@ def test_markdown_trends_keep_to_the_last_runs(three_runs: list[RunResult]) -> N
     assert "| 71 |" in markdown and "| 70 |" not in markdown
     assert len(markdown) < 65536
     assert render_html(many).count('class="pt"') == 100 * len(one.metrics)
+
+
+def test_a_run_with_no_records_adds_no_snapshot(three_runs: list[RunResult]) -> None:
+    """Every canary deselected: nothing was measured, so no point lands on a trend."""
+    empty = three_runs[0].model_copy(update={"records": [], "baseline_records": []})
+    assert snapshots_of(empty) == []

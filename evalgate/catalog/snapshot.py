@@ -201,10 +201,11 @@ def snapshot_of(run: ConfigRun, result: RunResult) -> Snapshot:
 
 def config_runs(result: RunResult) -> list[ConfigRun]:
     """The configs this run called: the candidate, and a baseline run live. A baseline read
-    from a saved result is that earlier run's snapshot, not this one's."""
+    from a saved result is that earlier run's snapshot, not this one's; a config with no
+    record (every canary deselected) has nothing to say."""
     c = result.candidate
     runs = [ConfigRun("candidate", c.name, c.provider, c.model, c.fingerprint, c.config,
-                      result.records, verdict=result.verdict)]
+                      result.records, verdict=result.verdict)] if result.records else []
     b = result.baseline
     if b is not None and b.kind != "result" and result.baseline_records:
         runs.append(ConfigRun("baseline", b.name, b.provider or "", b.model or b.name,

@@ -38,7 +38,10 @@ def record_run(config: pytest.Config, root: Path, result: RunResult) -> tuple[st
         return None
     from evalgate.catalog.store import append_run
 
-    added, warning = append_run(path, result)
+    try:
+        added, warning = append_run(path, result)
+    except Exception as exc:  # the catalog is a by-product: it never fails the session
+        warning = f"evalgate catalog: {path} not written ({type(exc).__name__}: {exc})"
     if warning is not None:
         return warning, True
     return f"catalog: {path} (+{added} snapshot(s))", False
