@@ -322,6 +322,11 @@ def test_catalog_page_in_chromium_has_no_errors_and_shows_intervals(
     assert page.js("document.querySelector('#canary-notes').getBoundingClientRect().height") > 0
     assert page.js("document.querySelectorAll('svg line.canary-change').length") == \
         len(arrange(snapshots).metrics)
+    narrow = Page(browser, width=400, height=800)  # a phone: tables scroll, nothing spills
+    narrow.open(path)
+    assert narrow.problems() == []
+    assert narrow.js("document.documentElement.scrollWidth") <= 400
+    assert narrow.js("document.querySelector('svg.chart').getBoundingClientRect().width") <= 400
 
 
 # -- the shells --------------------------------------------------------------------------------
