@@ -76,6 +76,13 @@ def _no_response_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EVALGATE_CACHE", "off")
 
 
+@pytest.fixture(autouse=True)
+def _no_model_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs inside tests append to no model catalog unless a test asks for one
+    (--evalgate-catalog), so no test litters a project with .evalgate/catalog.sqlite3."""
+    monkeypatch.setenv("EVALGATE_CATALOG", "off")
+
+
 @pytest.fixture
 def sim_server() -> Iterator[SimServer]:
     """A simulator on 127.0.0.1 (ephemeral port) that knows make_cases(); add profiles per test."""

@@ -287,10 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite existing files")
     init.set_defaults(func=_init)
 
-    from evalgate.cli import canaries_import, review
+    from evalgate.cli import canaries_import, catalog, review
 
     canaries_import.add_parser(sub)
     review.add_parser(sub)
+    catalog.add_parser(sub)
     return parser
 
 

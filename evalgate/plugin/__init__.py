@@ -69,6 +69,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     choices=("off", "read", "write", "on"),
                     help="response cache (.evalgate/cache/): off, read, write or on (read and "
                          "write). Default: on for local runs, off in CI (env CI=true)")
+    group.addoption("--evalgate-catalog", metavar="PATH", default=None,
+                    help="the model catalog this run's snapshots are appended to (one per "
+                         "config), or 'off' (default: env EVALGATE_CATALOG, else "
+                         ".evalgate/catalog.sqlite3 under the project root)")
     group.addoption("--evalgate-progress-every", metavar="SECONDS", type=float, default=None,
                     help="progress while the calls run: redrawn in place on a terminal; in CI "
                          "(env CI set) or when not a terminal, a line every SECONDS (default: "

@@ -89,6 +89,7 @@ class GateSession:
         self.speculated: set[str] | None = None  # xdist: the calls made before workers collected
         self._records: dict[str, Record] | None = None
         self.saved_to: Path | None = None
+        self.catalogued: tuple[str, bool] | None = None  # the summary line, is it a warning
         self.reports: list[Path] = []
         self._reports: Callable[[], list[Path]] | None = None  # being written in a thread
         # xdist: the copy of the result the workers read (a private temporary directory), so
@@ -371,6 +372,10 @@ class GateSession:
             self.reports, self._reports = self._reports(), None
         if self.worker_result is not None and not self.is_worker:
             shutil.rmtree(self.worker_result.parent, ignore_errors=True)
+        if not self.is_worker and self._result is not None:
+            from evalgate.plugin.catalog import record_run
+
+            self.catalogued = record_run(self.config, self.project.gate.root, self._result)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or self._result is None:
@@ -386,6 +391,8 @@ class GateSession:
             tr.write_line("reports: " + ", ".join(str(p) for p in self.reports))
         if self.saved_to is not None:
             tr.write_line(f"saved as {self.saved_to.relative_to(self.project.gate.root)}")
+        if self.catalogued is not None:
+            tr.write_line(self.catalogued[0], yellow=self.catalogued[1])
 
 
 @dataclass(frozen=True)

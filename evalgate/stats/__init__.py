@@ -23,9 +23,10 @@ from `evalgate.stats.distributions` (scipy.special only: scipy.stats alone costs
 import).
 
 Modules: `evidence` (what a test returns, shared helpers, the sentence), `primitives`
-(known-answer methods), `rates`, `latency`, `cost` (the guardrail tests), `family` (Holm across
-the run), `sequential` (group-sequential boundaries), `resampling`, `distributions`. This
-package imports nothing else of evalgate.
+(known-answer methods), `rates`, `latency`, `cost` (the guardrail tests), `intervals`
+(cluster-bootstrap intervals of one config's level), `family` (Holm across the run),
+`sequential` (group-sequential boundaries), `resampling`, `distributions`. This package
+imports nothing else of evalgate.
 
 The names below are imported on first use (PEP 562): numpy and scipy.special load only when a
 statistic is computed, so `evalgate.stats.sequential` and the modules that merely name this
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
         mde_ratio,
     )
     from evalgate.stats.family import finalize
+    from evalgate.stats.intervals import cluster_mean_interval, cluster_percentile_interval
     from evalgate.stats.latency import compare_latency_gm, compare_p95, p95_slo
     from evalgate.stats.primitives import (
         clopper_pearson_bounds,
@@ -88,6 +90,8 @@ _EXPORTS = {
     "SloTest": "evidence",
     "Verdict": "evidence",
     "clopper_pearson_bounds": "primitives",
+    "cluster_mean_interval": "intervals",
+    "cluster_percentile_interval": "intervals",
     "compare_cost": "cost",
     "compare_latency_gm": "latency",
     "compare_p95": "latency",
@@ -132,6 +136,8 @@ __all__ = [
     "Verdict",
     "accuracy",
     "clopper_pearson_bounds",
+    "cluster_mean_interval",
+    "cluster_percentile_interval",
     "cohen_kappa",
     "compare_cost",
     "compare_latency_gm",
