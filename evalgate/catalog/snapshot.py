@@ -3,9 +3,9 @@ and at which commit, on which canary set, and every metric with a 95% interval.
 
 The point values are `gate.metrics.compute_metrics` over the config's records, so a snapshot
 says what the run's report said. Intervals treat each canary as a cluster (its K samples
-together): rates get a Wilson bound (K = 1) or a t bound never narrower than Wilson (K > 1),
-from `stats.rates.rate_cap`; latency percentiles, cost and token means a canary bootstrap
-(`stats.intervals`).
+together): rates get a Wilson interval (K = 1) or a t bound never narrower than the exact
+bounds (K > 1, `stats.rates.rate_cap`); latency percentiles, cost and token means a canary
+bootstrap (`stats.intervals`).
 """
 
 from __future__ import annotations
@@ -109,15 +109,14 @@ def rate_interval(groups: list[list[float]]) -> tuple[float, float, str] | None:
         return None
     means = [sum(g) / len(g) for g in groups]
     k = max(len(g) for g in groups)
-    if len(groups) < 2 or (k > 1 and len(groups) < 3):  # too few canaries for a t bound
+    if k == 1 or len(groups) < 3:  # one call a canary (or too few canaries for a t bound)
         calls = sum(len(g) for g in groups)
         low, high = wilson_bounds(sum(sum(g) for g in groups), calls, ALPHA)
-        return low, high, "Wilson (calls)"
-    ev = rate_cap(np.array(means), guardrail="catalog", cap=0.5, alpha=ALPHA,
-                  samples=1 if k == 1 else k)
+        return low, high, "Wilson" if k == 1 else "Wilson (calls)"
+    ev = rate_cap(np.array(means), guardrail="catalog", cap=0.5, alpha=ALPHA, samples=k)
     if ev.ci_low is None or ev.ci_high is None:
         return None
-    return ev.ci_low, ev.ci_high, "Wilson" if k == 1 else "t on canaries, >= Wilson"
+    return ev.ci_low, ev.ci_high, "t on canaries, >= exact bounds"
 
 
 RATES: dict[str, tuple[Callable[[Record], bool], Callable[[Record], float]]] = {
