@@ -20,6 +20,8 @@ from evalgate.spec.config import GateSettings
 if TYPE_CHECKING:
     import numpy as np
 
+    from evalgate.stats.choice import Interval
+
 # Below this many canaries (in a scope: all, or one tag) there is no recommendation: the paired
 # t needs 30 (stats.rates.MIN_CANARIES_T), and Tango's score bounds are not trusted on fewer.
 MIN_CANARIES = 30
@@ -31,8 +33,8 @@ CORRECTION = ("pairwise differences: two-sided paired tests (exact McNemar, or p
               "(Bonferroni)")
 
 
-def _figure(iv: object) -> Figure:
-    return Figure(value=getattr(iv, "value"), low=getattr(iv, "low"), high=getattr(iv, "high"))
+def _figure(iv: Interval) -> Figure:
+    return Figure(value=iv.value, low=iv.low, high=iv.high)
 
 
 def _cost_per_success(records: Sequence[Record]) -> tuple[dict[str, float], dict[str, float]]:
