@@ -16,7 +16,7 @@ from evalgate.gate.baseline import resolve
 from evalgate.gate.leaderboard import MIN_CANARIES, choose
 from evalgate.pipeline.project import load_project
 from evalgate.pipeline.run import run_project
-from evalgate.results import Record
+from evalgate.results import Record, RunResult
 from evalgate.spec.config import GateSettings
 from evalgate.stats import choice
 from tests.conftest import make_cases, sim_model, write_project
@@ -135,10 +135,16 @@ FOUR = {
 }
 
 
-def test_four_profiles_recommend_the_known_right_one(tmp_path: Path) -> None:
-    project = load_project(project_with(tmp_path, FOUR, 240))
+@pytest.fixture(scope="module")
+def four(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    """One run of the four profiles (240 canaries x 4 configs over HTTP), shared."""
+    project = load_project(project_with(tmp_path_factory.mktemp("four"), FOUR, 240))
     assert [m.name for m in project.configs] == list(FOUR)
-    result = run_project(project)
+    return run_project(project)
+
+
+def test_four_profiles_recommend_the_known_right_one(four: RunResult) -> None:
+    result = four
     assert {r.config for a in result.alternatives for r in a.records} == {"cheap", "liar",
                                                                           "flaky"}
     assert result.calls_by_config["candidate"].made == 240
@@ -260,3 +266,76 @@ def test_plugin_items_per_candidate_and_exit_by_require(pytester: pytest.Pyteste
                                         "--evalgate-candidates=models/a.yaml,models/a.yaml")
     assert dup.ret == 4
     dup.stderr.fnmatch_lines(["*candidates*listed twice*"])
+
+
+def test_reports_show_the_leaderboard_and_the_recommendation(four: RunResult) -> None:
+    from evalgate.report.html import render_html
+    from evalgate.report.junit import render_junit
+    from evalgate.report.markdown import render_markdown
+    from evalgate.report.summary import summary_lines
+
+    terminal = "\n".join(summary_lines(four))
+    assert "leaderboard (4 configs, gate.require: primary):" in terminal
+    assert "recommended: cheap (cheap is the cheapest config non-inferior" in terminal
+    assert "Holm-adjusted" in terminal
+    md = render_markdown(four)
+    assert "### Leaderboard" in md and "cost / success" in md and "**recommended\\: cheap" in md
+    page = render_html(four)
+    assert 'id="choice"' in page and 'id="chart-pareto"' in page
+    assert "cheap: pass rate 100.0%" in page and "(Pareto front)" in page
+    xml = render_junit(four)
+    assert 'name="evalgate.choice"' in xml and "leaderboard[liar]" in xml
+    assert "gate[cheap:" not in xml  # no guardrails in this gate: no items to show
+
+
+def test_pareto_front_known_answer() -> None:
+    from evalgate.report.pareto import pareto_front
+
+    points = [("a", 0.9, 2.0), ("b", 0.95, 3.0), ("c", 0.8, 2.5), ("d", 0.9, 1.0)]
+    assert pareto_front(points) == ["b", "d"]
+
+
+def test_choose_writes_a_router_that_runs_as_the_next_candidate(tmp_path: Path) -> None:
+    """`evenonly` answers only the even canaries (its calls on odd ones fail) and costs a
+    fifth: the router sends tag `even` to it and the rest to `cheap`."""
+    from evalgate.cli import main
+
+    n = 200
+    odd = [f"set/c{i}" for i in range(1, n, 2)]
+    models = {"cheap": priced(1.0),
+              "evenonly": priced(0.2, error_500_rate=1.0, fault_cases=odd)}
+    models["evenonly"]["max_retries"] = 0
+    root = project_with(tmp_path, models, n, {"traffic": {"weights": {"even": 3, "odd": 1}}})
+    result = run_project(load_project(root))
+    board = result.leaderboard
+    assert board is not None
+    assert board.overall.recommended == "cheap"
+    assert {c.tag: c.recommended for c in board.by_tag} == {"even": "evenonly", "odd": "cheap"}
+    from evalgate.results import write_result
+
+    write_result(result, root / "reports" / "evalgate.json")
+    assert main(["choose", str(root / "reports" / "evalgate.json"), "-o",
+                 str(root / "router.yaml"), "--root", str(root)]) == 0
+    text = (root / "router.yaml").read_text()
+    spec = yaml.safe_load(text)
+    assert spec["router"] == {"routes": [{"name": "tag-even", "when": "'even' in tags",
+                                          "model": "models/evenonly.yaml"}],
+                              "default": "models/cheap.yaml"}
+    assert "# Overall: NONE_NON_INFERIOR" in text or "# Overall: RECOMMEND" in text
+    assert "margins: pass_rate 5.0%, hallucination_rate 5.0%" in text
+    assert "under traffic.weights (even 3, odd 1)" in text
+    # the router's blended cost: 3/4 of the traffic at a fifth of the price
+    line = next(x for x in text.splitlines() if "Blended cost" in x)
+    router = float(line.split("router $")[1].split(";")[0])
+    alone = float(line.split("against $")[1].split(" ")[0])
+    assert "for the best single model, cheap" in line
+    assert router == pytest.approx(alone * (0.75 * 0.2 + 0.25), rel=0.02)
+    # the router, as the candidate of a follow-up run, passes a pass-rate floor
+    data = yaml.safe_load((root / "evalgate.yaml").read_text())
+    data.pop("candidates")
+    data |= {"candidate": "router.yaml", "gate": {"metrics": {"pass_rate": {"min": 0.9}}}}
+    (root / "evalgate.yaml").write_text(yaml.safe_dump(data))
+    follow = run_project(load_project(root))
+    assert follow.verdict == "PASS", [v.reason for v in follow.verdicts]
+    assert {r.route for r in follow.records} == {"tag-even", "default"}
+    assert main(["choose", str(root / "evalgate.yaml"), "-o", str(tmp_path / "x.yaml")]) == 4

@@ -33,6 +33,12 @@ CORRECTION = ("pairwise differences: two-sided paired tests (exact McNemar, or p
               "(Bonferroni)")
 
 
+# A failed call is an answer that did not pass: the pass rate is over every call, so a config
+# cannot look better by failing its hard canaries. The hallucination rate is over answers.
+RATES = {"pass_rate": lambda r: 1.0 if r.ok and r.passed else 0.0,
+         "hallucination_rate": EXTRACT["hallucination_rate"]}
+
+
 def _figure(iv: Interval) -> Figure:
     return Figure(value=iv.value, low=iv.low, high=iv.high)
 
@@ -58,7 +64,7 @@ def standing(name: str, records: Sequence[Record], alpha: float) -> Standing:
         return Standing(name=name, status="no data", n_canaries=len({r.key for r in records}))
 
     def values(metric: str) -> np.ndarray:
-        return np.array(list(per_canary(records, EXTRACT[metric]).values()))
+        return np.array(list(per_canary(records, RATES.get(metric, EXTRACT[metric])).values()))
 
     figures = {
         "pass_rate": _figure(choice.rate_interval(values("pass_rate"), alpha)),
@@ -155,7 +161,7 @@ def choose(configs: Sequence[tuple[str, Sequence[Record]]], settings: GateSettin
         return Choice(scope=scope, tag=tag, n_canaries=n, verdict="INCONCLUSIVE",
                       reason="no config answered any canary: no data", standings=standings)
     records = dict(configs)
-    rates = {s.name: {m: per_canary(records[s.name], EXTRACT[m]) for m, _ in QUALITY}
+    rates = {s.name: {m: per_canary(records[s.name], RATES[m]) for m, _ in QUALITY}
              for s in usable}
     names = [s.name for s in usable]
     pairs = pair_tests(names, rates, alpha)
