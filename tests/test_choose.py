@@ -326,7 +326,7 @@ def test_choose_writes_a_router_that_runs_as_the_next_candidate(tmp_path: Path) 
     assert "under traffic.weights (even 3, odd 1)" in text
     # the router's blended cost: 3/4 of the traffic at a fifth of the price
     line = next(x for x in text.splitlines() if "Blended cost" in x)
-    router = float(line.split("router $")[1].split(";")[0])
+    router = float(line.split("router $")[1].split(" ")[0])
     alone = float(line.split("against $")[1].split(" ")[0])
     assert "for the best single model, cheap" in line
     assert router == pytest.approx(alone * (0.75 * 0.2 + 0.25), rel=0.02)

@@ -109,7 +109,7 @@ def router_yaml(result: RunResult, out: Path, root: Path) -> str:
     if router_cost is not None:
         versus = "" if alone is None else (
             f" against ${alone:.4g} for the best single model, {single}"
-            + (f" ({1 - router_cost / alone:+.0%} saved)" if alone > 0 else ""))
+            + (f" ({1 - router_cost / alone:.0%} less)" if alone > 0 else ""))
         notes.append(f"Blended cost per 1k requests under {source} ({mix}): router "
                      f"${router_cost:.4g}{versus}")
     comment = "".join(f"# {line}\n" for note in notes for line in note.splitlines())
