@@ -339,3 +339,35 @@ def test_choose_writes_a_router_that_runs_as_the_next_candidate(tmp_path: Path) 
     assert follow.verdict == "PASS", [v.reason for v in follow.verdicts]
     assert {r.route for r in follow.records} == {"tag-even", "default"}
     assert main(["choose", str(root / "evalgate.yaml"), "-o", str(tmp_path / "x.yaml")]) == 4
+
+
+def test_shards_merge_with_n_configs_like_one_run(tmp_path: Path) -> None:
+    from evalgate.pipeline.merge import merge_results
+
+    models = {"a": priced(1.0), "b": priced(0.5, hallucination_rate=0.2, seed=3)}
+    project = load_project(project_with(
+        tmp_path, models, 40, {"gate": {"metrics": {"hallucination_rate": {"max": 0.5}}}}))
+    full = run_project(project)
+    ids = sorted(r.record_id for r in full.records)
+    shards = [run_project(project, selected=ids[k::2], shard=(k + 1, 2)) for k in range(2)]
+    assert all(len(s.alternatives[0].records) == 20 for s in shards)
+    merged = merge_results(shards)
+    assert len(merged.alternatives) == 1 and merged.alternatives[0].label == "b"
+    b_full, b_merged = full.alternatives[0], merged.alternatives[0]
+    assert sorted(r.record_id for r in b_merged.records) == sorted(
+        r.record_id for r in b_full.records)
+    assert [v.verdict for v in b_merged.verdicts] == [v.verdict for v in b_full.verdicts]
+    assert merged.leaderboard is not None and full.leaderboard is not None
+    assert merged.leaderboard.overall.best == full.leaderboard.overall.best
+    assert merged.calls_by_config["b"].made == 40
+
+
+def test_sequential_looks_with_n_configs(tmp_path: Path) -> None:
+    models = {"a": priced(1.0), "b": priced(0.5)}
+    project = load_project(project_with(tmp_path, models, 30, {"gate": {
+        "sequential": True, "metrics": {"pass_rate": {"min": 0.5}}}}))
+    result = run_project(project)
+    assert result.sequential is not None
+    b = result.alternatives[0]
+    assert b.records and all(r.config == "b" and r.passed is not None for r in b.records)
+    assert [v.guardrail for v in b.verdicts] == ["pass_rate"]

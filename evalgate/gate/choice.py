@@ -71,3 +71,31 @@ def leaderboard_of(result: RunResult, baseline_name: str | None, settings: GateS
                    samples: int, weights: dict[str, float]) -> Leaderboard:
     configs, paths = config_records(result, baseline_name)
     return leaderboard(configs, settings, samples, paths, weights)
+
+
+def merge_alternatives(merged: RunResult, shards: Sequence[RunResult],
+                       settings: GateSettings) -> RunResult:
+    """The further candidates of sharded runs joined (records concatenated by candidate),
+    each gated again on all its records, the run's verdict under `require` and the leaderboard
+    decided anew. A result with one candidate comes back unchanged."""
+    first = shards[0]
+    if not first.alternatives:
+        return merged
+    base = merged.baseline_records if merged.baseline is not None else None
+    alternatives = []
+    for alt in first.alternatives:
+        records = sorted((r for s in shards for a in s.alternatives if a.label == alt.label
+                          for r in a.records), key=lambda r: (r.key, r.sample))
+        alternatives.append(gate_alternative(settings, alt.label, records, base,
+                                             merged.samples, None, alt.info, alt.path))
+    primary = merged.verdict
+    merged = merged.model_copy(update={
+        "alternatives": alternatives, "primary_verdict": primary,
+        "verdict": required_verdict(merged.require, primary,
+                                    [a.verdict for a in alternatives])})
+    board = first.leaderboard
+    names = [s.name for s in board.overall.standings] if board is not None else []
+    base_name = next((n for n in names if n.startswith("baseline (")), None)
+    weights = board.traffic_weights if board is not None else {}
+    merged.leaderboard = leaderboard_of(merged, base_name, settings, merged.samples, weights)
+    return merged
