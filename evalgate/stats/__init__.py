@@ -22,8 +22,8 @@ Pure computation: numpy arrays in, frozen dataclasses out, no I/O. Distribution 
 from `evalgate.stats.distributions` (scipy.special only: scipy.stats alone costs ~0.75 s to
 import).
 
-Modules: `evidence` (what a test returns, shared helpers, the sentence), `primitives`
-(known-answer methods), `rates`, `latency`, `cost` (the guardrail tests), `family` (Holm across
+Modules: `choice` (choosing among N configs), `evidence` (what a test returns, shared
+helpers, the sentence), `primitives` (known-answer methods), `rates`, `latency`, `cost` (the guardrail tests), `family` (Holm across
 the run), `sequential` (group-sequential boundaries), `resampling`, `distributions`. This
 package imports nothing else of evalgate.
 
@@ -38,6 +38,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from evalgate.stats.choice import (
+        Interval,
+        mean_interval,
+        paired_difference_p,
+        quantile_interval,
+        rate_interval,
+        ratio_interval,
+    )
     from evalgate.stats.cost import compare_cost, cost_budget, fieller_ratio_bounds
     from evalgate.stats.diagnostic import (
         Accuracy,
@@ -73,6 +81,12 @@ if TYPE_CHECKING:
     from evalgate.stats.throughput import throughput_floor
 
 _EXPORTS = {
+    "Interval": "choice",
+    "mean_interval": "choice",
+    "paired_difference_p": "choice",
+    "quantile_interval": "choice",
+    "rate_interval": "choice",
+    "ratio_interval": "choice",
     "Accuracy": "diagnostic",
     "CorrectedRate": "diagnostic",
     "accuracy": "diagnostic",
@@ -122,6 +136,7 @@ __all__ = [
     "Accuracy",
     "CorrectedRate",
     "Evidence",
+    "Interval",
     "SloTest",
     "Verdict",
     "accuracy",
@@ -144,9 +159,14 @@ __all__ = [
     "mde_difference",
     "mde_paired_binary",
     "mde_ratio",
+    "mean_interval",
     "p95_slo",
     "p95_slo_test",
+    "paired_difference_p",
+    "quantile_interval",
     "rate_cap",
+    "rate_interval",
+    "ratio_interval",
     "rogan_gladen",
     "tango_ci",
     "tango_statistic",
