@@ -23,8 +23,8 @@ from `evalgate.stats.distributions` (scipy.special only: scipy.stats alone costs
 import).
 
 Modules: `choice` (choosing among N configs), `evidence` (what a test returns, shared
-helpers, the sentence), `primitives` (known-answer methods), `rates`, `latency`, `cost` (the guardrail tests), `family` (Holm across
-the run), `sequential` (group-sequential boundaries), `resampling`, `distributions`. This
+helpers, the sentence), `primitives` (known-answer methods), `rates`, `latency`, `cost`
+(the guardrail tests), `family` (Holm across the run), `sequential` (group-sequential boundaries), `resampling`, `distributions`. This
 package imports nothing else of evalgate.
 
 The names below are imported on first use (PEP 562): numpy and scipy.special load only when a
