@@ -24,8 +24,8 @@ import).
 
 Modules: `choice` (choosing among N configs), `evidence` (what a test returns, shared
 helpers, the sentence), `primitives` (known-answer methods), `rates`, `latency`, `cost`
-(the guardrail tests), `family` (Holm across the run), `sequential` (group-sequential boundaries), `resampling`, `distributions`. This
-package imports nothing else of evalgate.
+(the guardrail tests), `family` (Holm across the run), `sequential` (group-sequential
+boundaries), `resampling`, `distributions`. This package imports nothing else of evalgate.
 
 The names below are imported on first use (PEP 562): numpy and scipy.special load only when a
 statistic is computed, so `evalgate.stats.sequential` and the modules that merely name this
