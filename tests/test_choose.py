@@ -371,3 +371,31 @@ def test_sequential_looks_with_n_configs(tmp_path: Path) -> None:
     b = result.alternatives[0]
     assert b.records and all(r.config == "b" and r.passed is not None for r in b.records)
     assert [v.guardrail for v in b.verdicts] == ["pass_rate"]
+
+
+def test_compare_takes_n_saved_results(tmp_path: Path) -> None:
+    """Three single-candidate runs saved apart, compared with one baseline run at once."""
+    from evalgate.cli import main
+    from evalgate.results import read_result, write_result
+
+    paths = []
+    for name, model in {"base": priced(1.0), "a": priced(0.5),
+                        "b": priced(0.2, hallucination_rate=0.5)}.items():
+        root = write_project(tmp_path / name, model={**model, "model": name, "name": name},
+                             cases=make_cases(40),
+                             gate={"gate": {"vs_baseline": {"hallucination_rate": 0.05}}})
+        path = tmp_path / f"{name}.json"
+        write_result(run_project(load_project(root)), path)
+        paths.append(str(path))
+    out = tmp_path / "out"
+    code = main(["compare", *paths, "--out", str(out)])
+    result = read_result(out / "evalgate.json")
+    assert [a.info.name for a in result.alternatives] == ["b"]
+    hall = next(v for v in result.alternatives[0].verdicts
+                if v.guardrail == "hallucination_rate_vs_baseline")
+    assert hall.verdict == "FAIL"
+    assert result.require == "primary" and code == (1 if result.verdict != "PASS" else 0)
+    board = result.leaderboard
+    assert board is not None
+    assert {s.name for s in board.overall.standings} == {"a", "b", "baseline (base)"}
+    assert "### Leaderboard" in (out / "evalgate.md").read_text()

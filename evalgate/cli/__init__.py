@@ -151,6 +151,13 @@ def _compare(args: argparse.Namespace) -> int:
         try:
             result = compare_results(baseline, candidate, alpha=args.alpha,
                                      source=args.baseline)
+            if args.more:
+                from evalgate.gate.choice import compare_many
+                from evalgate.gate.compare import gate_settings
+
+                others = [load_result(p) for p in args.more]
+                result = compare_many(result, baseline, others,
+                                      gate_settings(candidate, args.alpha))
         except ValidationError as exc:
             error = exc.errors()[0]
             where = ".".join(str(p) for p in error["loc"])
@@ -268,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "when it holds, 1 when it blocks, 4 for unusable input")
     compare.add_argument("baseline", metavar="BASELINE.json")
     compare.add_argument("candidate", metavar="CANDIDATE.json")
+    compare.add_argument("more", nargs="*", metavar="MORE.json",
+                         help="further candidates' results: each gated against BASELINE, all "
+                              "ranked on one leaderboard (gate.require decides the exit)")
     compare.add_argument("--out", metavar="DIR",
                          help="write the comparison (evalgate.json) and its reports here")
     compare.add_argument("--alpha", type=float, metavar="A",

@@ -99,3 +99,32 @@ def merge_alternatives(merged: RunResult, shards: Sequence[RunResult],
     weights = board.traffic_weights if board is not None else {}
     merged.leaderboard = leaderboard_of(merged, base_name, settings, merged.samples, weights)
     return merged
+
+
+def compare_many(result: RunResult, baseline: RunResult, others: Sequence[RunResult],
+                 settings: GateSettings) -> RunResult:
+    """`evalgate compare BASE CAND MORE...`: each further saved run gated against the baseline
+    run as the first is (`result`, already compared), then ranked on one leaderboard. Names
+    that repeat get their position appended (two runs of `candidate` -> candidate, candidate-3)."""
+    from evalgate.gate.compare import align
+
+    taken = {result.candidate.name, f"baseline ({baseline.candidate.name})"}
+    alternatives = []
+    for i, other in enumerate(others, 3):
+        name = other.candidate.name if other.candidate.name not in taken \
+            else f"{other.candidate.name}-{i}"
+        taken.add(name)
+        base_records = align(baseline, other)[0]
+        records = [r.model_copy(update={"config": name}) for r in other.records]
+        alternatives.append(gate_alternative(
+            settings, name, records, base_records, other.samples, None,
+            other.candidate.model_copy(update={"name": name}), other.candidate_path))
+    primary = result.verdict
+    merged = result.model_copy(update={
+        "alternatives": alternatives, "primary_verdict": primary,
+        "require": settings.require,
+        "verdict": required_verdict(settings.require, primary,
+                                    [a.verdict for a in alternatives])})
+    name = f"baseline ({baseline.candidate.name})"
+    merged.leaderboard = leaderboard_of(merged, name, settings, merged.samples, {})
+    return merged
