@@ -198,6 +198,14 @@ def test_each_candidate_is_gated_and_require_decides(tmp_path: Path) -> None:
     assert result.verdict != "FAIL"
     names = {s.name for s in result.leaderboard.overall.standings}  # type: ignore[union-attr]
     assert names == {"a", "b", "baseline (base)"}
+    from evalgate.report.junit import render_junit
+
+    xml = render_junit(result)
+    assert 'name="gate[a:hallucination_rate_vs_baseline]"' in xml
+    assert 'name="gate[b:hallucination_rate_vs_baseline]"' in xml
+    assert 'type="evalgate.FAIL"' not in xml  # b fails, but require: primary does not block
+    strict = render_junit(result.model_copy(update={"require": "all"}))
+    assert 'type="evalgate.FAIL"' in strict
 
 
 @pytest.mark.parametrize("gate,field,words", [
@@ -286,6 +294,7 @@ def test_reports_show_the_leaderboard_and_the_recommendation(four: RunResult) ->
     xml = render_junit(four)
     assert 'name="evalgate.choice"' in xml and "leaderboard[liar]" in xml
     assert "gate[cheap:" not in xml  # no guardrails in this gate: no items to show
+    assert "recommendation" in xml and 'name="recommended" value="cheap"' in xml
 
 
 def test_pareto_front_known_answer() -> None:
@@ -399,3 +408,56 @@ def test_compare_takes_n_saved_results(tmp_path: Path) -> None:
     assert board is not None
     assert {s.name for s in board.overall.standings} == {"a", "b", "baseline (base)"}
     assert "### Leaderboard" in (out / "evalgate.md").read_text()
+
+
+def test_a_killed_n_candidate_run_resumes_with_only_the_missing_calls(tmp_path: Path) -> None:
+    """SIGKILL mid-run, then --evalgate-resume: the journal holds every config's answers
+    under its own label, and only the calls it lacks are made again."""
+    import os
+    import signal
+
+    from evalgate.engine.persist import read_journal
+    from evalgate.sim import SimServer
+    from tests.conftest import read_json, sim_cases_from
+    from tests.test_reliability import (
+        case_counts,
+        journal_files,
+        run_pytest,
+        start_pytest,
+        wait_for_records,
+    )
+
+    n = 60
+    server = SimServer(cases=sim_cases_from(make_cases(n)))
+    server.start()
+    try:
+        models = {}
+        for name in ("a", "b", "c"):
+            server.add_profile(name, {"latency_ms": 40, "seed": 3})
+            models[name] = {"provider": "openai", "base_url": f"{server.base_url}/v1",
+                            "model": name, "timeout_s": 10, "max_retries": 1,
+                            "pricing": {"input_per_mtok": 1.0, "output_per_mtok": 1.0}}
+        root = project_with(tmp_path, models, n, {"concurrency": 2})
+        proc = start_pytest(root)
+        wait_for_records(proc, root, 12)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        [journal] = journal_files(root)
+        import json
+
+        finished, _ = read_journal(journal, json.loads(journal.read_text().split("\n")[0])
+                                   ["run_key"])
+        assert {r.config for r in finished} >= {"candidate"} and len(finished) >= 12
+        for name in ("a", "b", "c"):
+            server.add_profile(name, {"latency_ms": 1, "seed": 3})
+        before = sum(case_counts(server).values())
+        code, out = run_pytest(root, "--evalgate-resume")
+        assert code == 0, out
+        made = sum(case_counts(server).values()) - before
+        resumed = read_json(root / "reports" / "evalgate.json")
+        assert resumed["calls_from_journal"] == len(finished)
+        assert made == 3 * n - len(finished)
+        labels = {r["config"] for alt in resumed["alternatives"] for r in alt["records"]}
+        assert labels == {"b", "c"} and len(resumed["records"]) == n
+    finally:
+        server.stop()

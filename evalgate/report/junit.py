@@ -20,6 +20,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
+from evalgate.gate.choice import blocking_candidates
 from evalgate.gate.verdicts import blocks, fmt
 from evalgate.report.summary import canary_problem, evidence_lines
 from evalgate.results import GuardrailVerdict, Record, RunResult
@@ -187,7 +188,6 @@ def _choice_suite(root: ET.Element, result: RunResult, run_props: list[tuple[str
                   ) -> None:
     """N candidates: each further candidate's gate items (failing only when `gate.require`
     makes them block), one testcase per leaderboard config and one for the recommendation."""
-    from evalgate.gate.choice import blocking_candidates
     from evalgate.report.choice import figure_text, recommendation_text
 
     board = result.leaderboard
@@ -249,10 +249,13 @@ def render_junit(result: RunResult) -> str:
         gate_props += _verdict_properties(v)
     gate = _suite(root, 1, GATE_SUITE, result, gate_props)
     out = [f"warning: {w}" for w in result.warnings]  # what the verdicts rest on
+    # N candidates: gate[<name>:<guardrail>] as the pytest items, blocking as gate.require says
+    prefix = f"{result.candidate.name}:" if result.alternatives else ""
+    required = not result.alternatives or result.candidate.name in blocking_candidates(result)
     for v in result.verdicts:
-        name = f"gate[{v.guardrail}]"
+        name = f"gate[{prefix}{v.guardrail}]"
         case = _add(gate, "testcase", classname=GATE_CLASSNAME, name=name, time=_seconds(0.0))
-        blocking = blocks(v.verdict, result.on_inconclusive)
+        blocking = required and blocks(v.verdict, result.on_inconclusive)
         out.append(f"{GATE_CLASSNAME}.{name}: {_verdict_facts(v, blocking)}")
         if blocking:
             sentence = v.reason if v.reason.endswith(v.verdict) else f"{v.verdict}: {v.reason}"
