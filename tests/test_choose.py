@@ -274,6 +274,9 @@ def test_plugin_items_per_candidate_and_exit_by_require(pytester: pytest.Pyteste
                                         "--evalgate-candidates=models/a.yaml,models/a.yaml")
     assert dup.ret == 4
     dup.stderr.fnmatch_lines(["*candidates*listed twice*"])
+    itself = pytester.runpytest_subprocess("--evalgate", "--evalgate-baseline=models/b.yaml")
+    assert itself.ret == 4
+    itself.stderr.fnmatch_lines(["*--evalgate-baseline*'models/b.yaml' is also a candidate*"])
 
 
 def test_reports_show_the_leaderboard_and_the_recommendation(four: RunResult) -> None:

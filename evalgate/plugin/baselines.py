@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from evalgate.errors import ConfigError, Problem
 from evalgate.gate.baseline import Baseline
 from evalgate.pipeline.project import Project
 
@@ -23,4 +24,10 @@ def load_baseline(config: pytest.Config, project: Project) -> Baseline | None:
     if not spec:
         return None
     field = "--evalgate-baseline" if config.getoption("evalgate_baseline") else "baseline"
-    return resolve(spec, project.gate, field)
+    baseline = resolve(spec, project.gate, field)
+    if baseline.model is not None and baseline.source.kind == "model":
+        same = baseline.model.path.resolve()
+        if any(m.path.resolve() == same for m in project.configs):
+            raise ConfigError(Problem(field, f"{spec!r} is also a candidate: a candidate "
+                                      "compared with itself tells nothing"))
+    return baseline
