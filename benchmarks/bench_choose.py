@@ -52,11 +52,19 @@ def write_candidates(root: Path, base_url: str) -> None:
 
 def child_engine(spec: dict[str, Any]) -> dict[str, Any]:
     """load_project + run_project with 5 candidates, then the leaderboard timed again alone."""
+    import evalgate.gate.choice as choice_mod
+    import evalgate.pipeline.run as run_mod
     from evalgate.gate.choice import config_records
     from evalgate.gate.leaderboard import leaderboard
     from evalgate.pipeline.project import load_project
     from evalgate.pipeline.run import run_project
 
+    spans: dict[str, float] = {}
+    run_mod.run_jobs = bo.timed(run_mod.run_jobs, spans)  # wrapped, not changed: the calls
+    for name in ("grading_phase", "decide_gate"):
+        setattr(run_mod, name, timed_as(getattr(run_mod, name), spans, name))
+    choice_mod.decide_gate = timed_as(choice_mod.decide_gate, spans, "decide_gate")
+    choice_mod.leaderboard_of = timed_as(choice_mod.leaderboard_of, spans, "leaderboard")
     t0 = time.perf_counter()
     project = load_project(Path(spec["project"]))
     result = run_project(project)
@@ -65,10 +73,25 @@ def child_engine(spec: dict[str, Any]) -> dict[str, Any]:
     s0 = time.perf_counter()
     board = leaderboard(configs, project.gate.config.gate, result.samples, paths)
     stats_s = time.perf_counter() - s0
-    return {"wall_s": wall, "stats_s": stats_s, "calls": sum(c.made for c in
+    return {"wall_s": wall, "stats_s": stats_s, "exec_s": spans.get("exec_s", float("nan")),
+            "grading_s": spans.get("grading_phase", 0.0),
+            "gates_s": spans.get("decide_gate", 0.0),
+            "board_s": spans.get("leaderboard", 0.0), "calls": sum(c.made for c in
                                                              result.calls_by_config.values()),
             "answered": sum(1 for _, recs in configs for r in recs if r.ok),
             "recommended": board.overall.recommended, "choice": board.overall.verdict}
+
+
+def timed_as(fn: Any, spans: dict[str, float], name: str) -> Any:
+    """fn, adding its wall time to spans[name]."""
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spans[name] = spans.get(name, 0.0) + time.perf_counter() - t
+
+    return wrapper
 
 
 def child(kind: str, spec_path: str) -> int:
@@ -131,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{engine['answered']} answered), {total / engine['wall_s']:.0f} req/s, "
           f"x{engine['wall_s'] / raw['wall_s']:.2f} the floor, peak RSS "
           f"{engine['rss_mb']:.0f} MB")
+    print(f"  of which: calls (executor) {engine['exec_s']:.2f} s, grading "
+          f"{engine['grading_s']:.2f} s, the {CONFIGS} gates {engine['gates_s']:.2f} s, the "
+          f"leaderboard in the run {engine['board_s']:.2f} s")
     print(f"  leaderboard statistics (all + per tag): {engine['stats_s']:.2f} s "
           f"({engine['stats_s'] / engine['wall_s']:.1%} of the run); choice "
           f"{engine['choice']}, recommended {engine['recommended']}")
