@@ -379,6 +379,83 @@ class ConfigCalls(BaseModel):
     attempts: int = 0
 
 
+class Figure(BaseModel):
+    """A leaderboard figure: the estimate and its two one-sided (1 - alpha) bounds."""
+
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+class Standing(BaseModel):
+    """One config on the leaderboard (`status: no data` when none of its calls answered)."""
+
+    name: str
+    status: Literal["ok", "no data"] = "ok"
+    n_canaries: int = 0
+    figures: dict[str, Figure] = Field(default_factory=dict)
+    best_on: list[str] = Field(default_factory=list)  # quality metrics it has the best value on
+    tied_with_best: list[str] = Field(default_factory=list)  # ... or is indistinguishable on
+    non_inferior: bool | None = None  # to the best, on pass and hallucination rates
+
+
+class PairTest(BaseModel):
+    metric: str
+    a: str
+    b: str
+    p_value: float
+    p_holm: float
+    significant: bool
+
+
+class NonInferiority(BaseModel):
+    config: str
+    metric: str
+    difference: float | None = None  # config minus the best
+    low: float | None = None
+    high: float | None = None
+    margin: float
+    non_inferior: bool
+
+
+class Choice(BaseModel):
+    """The recommendation on one scope (all canaries, or the canaries of one tag)."""
+
+    scope: str = "all"
+    tag: str | None = None
+    n_canaries: int = 0
+    verdict: Literal["RECOMMEND", "NONE_NON_INFERIOR", "INCONCLUSIVE"]
+    recommended: str | None = None
+    best: str | None = None
+    reason: str
+    standings: list[Standing] = Field(default_factory=list)
+    pairs: list[PairTest] = Field(default_factory=list)
+    evidence: list[NonInferiority] = Field(default_factory=list)
+
+
+class Leaderboard(BaseModel):
+    alpha: float
+    margins: dict[str, float | None] = Field(default_factory=dict)
+    correction: str = ""
+    overall: Choice
+    by_tag: list[Choice] = Field(default_factory=list)
+    paths: dict[str, str] = Field(default_factory=dict)  # config name -> its model config file
+    traffic_weights: dict[str, float] = Field(default_factory=dict)
+
+
+class CandidateRun(BaseModel):
+    """A candidate beyond the first (`candidates:`): its answers and its own gate."""
+
+    label: str  # Record.config of its records
+    info: ModelInfo
+    path: str | None = None
+    records: list[Record] = Field(default_factory=list)
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    counts: dict[str, int] = Field(default_factory=dict)
+    verdicts: list[GuardrailVerdict] = Field(default_factory=list)
+    verdict: Verdict = "INCONCLUSIVE"
+
+
 class RunResult(BaseModel):
     schema_version: int = SCHEMA_VERSION
     evalgate_version: str
@@ -437,6 +514,12 @@ class RunResult(BaseModel):
     calls_saved_sequential: int = 0  # planned calls a sequential stop made unnecessary
     sequential: SequentialInfo | None = None
     review: ReviewInfo | None = None  # verified canaries and labels, when the gate uses them
+    # N candidates (`candidates:`): the ones after the first, which decides unless `require`
+    alternatives: list[CandidateRun] = Field(default_factory=list)
+    require: Literal["all", "any", "primary"] = "primary"
+    primary_verdict: Verdict | None = None  # the first candidate's own verdict (N candidates)
+    candidate_path: str | None = None
+    leaderboard: Leaderboard | None = None
 
     def record_map(self) -> dict[str, Record]:
         return {r.record_id: r for r in self.records}

@@ -115,6 +115,27 @@ def print_verdict(result: RunResult) -> None:
         print(line)
 
 
+def _choose(args: argparse.Namespace) -> int:
+    """Write the router; exit 4 for a result with no leaderboard or no possible choice."""
+    from evalgate.report.router import NoChoice, router_yaml
+    from evalgate.results import atomic_write
+
+    try:
+        result = load_result(args.result)
+        out = Path(args.out)
+        text = router_yaml(result, out, Path(args.root))
+    except (BadInput, NoChoice) as exc:
+        print(f"evalgate choose: {exc}", file=sys.stderr)
+        return 4
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, text.encode())
+    board = result.leaderboard
+    assert board is not None
+    print(f"evalgate choose: wrote {out} (default {board.overall.recommended or board.overall.best}"
+          f"; {board.overall.verdict})")
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     """Decide the gate from two saved runs; exit 1 when the verdict blocks."""
     from pydantic import ValidationError
@@ -130,6 +151,13 @@ def _compare(args: argparse.Namespace) -> int:
         try:
             result = compare_results(baseline, candidate, alpha=args.alpha,
                                      source=args.baseline)
+            if args.more:
+                from evalgate.gate.choice import compare_many
+                from evalgate.gate.compare import gate_settings
+
+                others = [load_result(p) for p in args.more]
+                result = compare_many(result, baseline, others,
+                                      gate_settings(candidate, args.alpha))
         except ValidationError as exc:
             error = exc.errors()[0]
             where = ".".join(str(p) for p in error["loc"])
@@ -247,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "when it holds, 1 when it blocks, 4 for unusable input")
     compare.add_argument("baseline", metavar="BASELINE.json")
     compare.add_argument("candidate", metavar="CANDIDATE.json")
+    compare.add_argument("more", nargs="*", metavar="MORE.json",
+                         help="further candidates' results: each gated against BASELINE, all "
+                              "ranked on one leaderboard (gate.require decides the exit)")
     compare.add_argument("--out", metavar="DIR",
                          help="write the comparison (evalgate.json) and its reports here")
     compare.add_argument("--alpha", type=float, metavar="A",
@@ -254,6 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--step-summary", action="store_true",
                          help="also append the Markdown to $GITHUB_STEP_SUMMARY when set")
     compare.set_defaults(func=_compare)
+
+    choose = sub.add_parser("choose", help="write the per-tag recommendations of an "
+                            "N-candidate run as a router config (routes by tag; the decision "
+                            "in YAML comments)")
+    choose.add_argument("result", metavar="RESULT.json")
+    choose.add_argument("-o", "--out", required=True, metavar="ROUTER.yaml")
+    choose.add_argument("--root", default=".", metavar="DIR",
+                        help="the project root the run's model config paths are relative to "
+                             "(default: .)")
+    choose.set_defaults(func=_choose)
 
     merge = sub.add_parser("merge", help="join the results of --evalgate-shard=I/N runs and "
                            "decide the gate once on the whole set")

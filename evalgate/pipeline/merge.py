@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from evalgate.gate.choice import merge_alternatives
 from evalgate.gate.compare import comparison_warnings, gate_settings
 from evalgate.gate.guardrails import FALLBACK_NOTE, decide_gate, fallback_warnings, power_warnings
 from evalgate.gate.production import redecided_extras
@@ -104,7 +105,7 @@ def merge_results(results: Sequence[RunResult]) -> RunResult:
         warnings += comparison_warnings(comparison)
     warnings += power_warnings(decision["verdicts"])
     warnings += shard_warnings(results)
-    return first.model_copy(deep=True, update={
+    return merge_alternatives(first.model_copy(deep=True, update={
         "shard": None,
         "run_id": uuid.uuid4().hex[:12],
         "started_at": min(r.started_at for r in results),
@@ -129,7 +130,7 @@ def merge_results(results: Sequence[RunResult]) -> RunResult:
         "baseline_records": base_records,
         "comparison": comparison,
         "warnings": warnings,
-    })
+    }), results, settings)
 
 
 def merged_calls(results: Sequence[RunResult]) -> dict[str, ConfigCalls]:

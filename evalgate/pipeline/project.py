@@ -44,6 +44,13 @@ class Project:
     entries: list[CaseEntry]
     judge: LoadedModel | None = None  # the judge model config (gate config `judge`)
     labels: list[Label] = field(default_factory=list)  # reviewers' labels (gate config `labels`)
+    # `candidates:` beyond the first: answered, graded and gated like it, and ranked with it
+    alternatives: list[LoadedModel] = field(default_factory=list)
+
+    @property
+    def configs(self) -> list[LoadedModel]:
+        """Every candidate, the first (the change under review) first."""
+        return [self.candidate, *self.alternatives]
 
     @property
     def canary_paths(self) -> list[Path]:
@@ -166,19 +173,64 @@ def build_entries(gate: LoadedGate, sets: list[CanarySet], rubrics: dict[str, Ru
     return entries
 
 
-def load_project(rootdir: Path, explicit_config: str | None = None) -> Project:
-    """Load and cross-check the gate config, the candidate, canaries and rubrics."""
-    gate = load_gate_config(find_gate_config(rootdir, explicit_config))
+def with_candidates(gate: LoadedGate, candidates: list[str] | None) -> LoadedGate:
+    """The gate config with `--evalgate-candidates` in place of its candidate(s)."""
+    if not candidates:
+        return gate
+    from evalgate.spec.yamlio import LineMap, validate
+
+    data = gate.config.model_dump(mode="json") | {"candidate": "", "candidates": candidates}
+    config = validate(type(gate.config), data, "--evalgate-candidates", LineMap({}))
+    return LoadedGate(config, gate.path, gate.root)
+
+
+RESERVED_NAMES = ("candidate", "baseline")
+
+
+def load_alternatives(gate: LoadedGate, first: LoadedModel | None,
+                      problems: list[Problem]) -> list[LoadedModel]:
+    """The candidates after the first; two with one name, or named like a role, are an error."""
+    out: list[LoadedModel] = []
+    names = {first.name: first.path} if first is not None else {}
+    line = _top_level_line(gate.path, "candidates")
+    for relative in gate.config.candidates[1:]:
+        model = _collect(problems, load_model_config, gate.resolve(relative), gate.root)
+        if model is None:
+            continue
+        shown = display_path(model.path, gate.root)
+        if model.name in names:
+            problems.append(Problem(gate.path.name, f"candidates: {shown} has the name "
+                                    f"{model.name!r}, as does "
+                                    f"{display_path(names[model.name], gate.root)}: give "
+                                    "each candidate its own 'name:'", line, "candidates"))
+            continue
+        if model.name in RESERVED_NAMES:
+            problems.append(Problem(shown, f"a candidate after the first cannot be named "
+                                    f"{model.name!r} (a role's name): set 'name:'", None,
+                                    "name"))
+            continue
+        names[model.name] = model.path
+        out.append(model)
+    return out
+
+
+def load_project(rootdir: Path, explicit_config: str | None = None,
+                 candidates: list[str] | None = None) -> Project:
+    """Load and cross-check the gate config, the candidate(s), canaries and rubrics."""
+    gate = with_candidates(load_gate_config(find_gate_config(rootdir, explicit_config)),
+                           candidates)
     problems: list[Problem] = []
     candidate_path = gate.resolve(gate.config.candidate)
     candidate = _collect(problems, load_model_config, candidate_path, gate.root)
+    alternatives = load_alternatives(gate, candidate, problems)
     rubrics = load_rubrics(gate, problems)
     sets = load_canary_sets(gate, problems)
     entries = build_entries(gate, sets, rubrics, problems) if rubrics or not problems else []
-    if candidate is not None:
-        problems += check_prompts(candidate, entries)
-        if candidate.fallback is not None:
-            problems += check_prompts(candidate.fallback, entries)
+    for model in [candidate, *alternatives]:
+        if model is not None:
+            problems += check_prompts(model, entries)
+            if model.fallback is not None:
+                problems += check_prompts(model.fallback, entries)
     if candidate is not None and candidate.router is not None:  # every route's template
         for target in candidate.router.targets():
             if target.path != candidate.router.default.path:
@@ -191,7 +243,7 @@ def load_project(rootdir: Path, explicit_config: str | None = None) -> Project:
     labels = _collect(problems, load_labels, gate.resolve(gate.config.labels), gate.root)
     if problems:
         raise ConfigError(problems)
-    return Project(gate, candidate, sets, rubrics, entries, judge, labels or [])
+    return Project(gate, candidate, sets, rubrics, entries, judge, labels or [], alternatives)
 
 
 def load_judge(gate: LoadedGate, entries: list[CaseEntry], problems: list[Problem]

@@ -53,7 +53,7 @@ from evalgate.results import (
     RunResult,
 )
 from evalgate.sim.launch import simulator_for
-from evalgate.spec.config import LoadedModel
+from evalgate.spec.config import LoadedModel, display_path
 
 CANDIDATE, BASELINE = "candidate", "baseline"
 T = TypeVar("T")
@@ -94,32 +94,40 @@ def make_calls(project: Project, selected: Collection[str] | None, concurrency: 
                baseline_model: LoadedModel | None, persist: Persistence | None = None,
                looks: SequentialGate | None = None,
                progress: Callable[[CallMonitor], None] | None = None
-               ) -> tuple[list[Record], list[Record]]:
-    """Make the candidate's calls and, for a live baseline, the baseline's: each canary's two
-    requests go back to back in a random (seeded) order on one lane. With `persist`, finished
-    calls are journaled and cached, and journaled/cached answers are not asked for again;
-    with `looks`, the calls go in look-sized batches that stop once a look decides;
-    `progress` sees the counts after every finished call."""
+               ) -> tuple[list[Record], list[Record], dict[str, list[Record]]]:
+    """Make every candidate's calls and, for a live baseline, the baseline's: each canary's
+    requests to all configs go back to back in a random (seeded) order on one lane. With
+    `persist`, finished calls are journaled and cached, and journaled/cached answers are not
+    asked for again; with `looks`, the calls go in look-sized batches that stop once a look
+    decides; `progress` sees the counts after every finished call. Returns the first
+    candidate's records, the baseline's, and each further candidate's (by its name)."""
     cfg = project.gate.config
     cand_calls = select_calls(plan_calls(project.candidate, project.entries, cfg.samples),
                               selected)
     if not cand_calls:
-        return [], []
-    models = [project.candidate] + ([baseline_model] if baseline_model else [])
+        return [], [], {m.name: [] for m in project.alternatives}
+    models = [*project.configs] + ([baseline_model] if baseline_model else [])
     models = with_targets(models)
     models += [m.fallback for m in models if m.fallback is not None]
     with simulator_for(models, project.entries) as sim_url:
         cand = executor_for(project.candidate, lambda m: model_executor(
             m, concurrency, cfg.gate.seed, sim_url))
         jobs: list[list[Step]] = [[(cand, call, CANDIDATE)] for call in cand_calls]
+        order = random.Random(cfg.gate.seed)
         if baseline_model is not None:
             base = executor_for(baseline_model, lambda m: model_executor(
                 m, concurrency, cfg.gate.seed + 1, sim_url))
             base_calls = select_calls(plan_calls(baseline_model, project.entries, cfg.samples),
                                       selected)
-            order = random.Random(cfg.gate.seed)
             for job, call in zip(jobs, base_calls, strict=True):
                 job.insert(order.randrange(2), (base, call, BASELINE))
+        for i, alt in enumerate(project.alternatives, 2):
+            run = executor_for(alt, lambda m, i=i: model_executor(
+                m, concurrency, cfg.gate.seed + i, sim_url))
+            alt_calls = select_calls(plan_calls(alt, project.entries, cfg.samples), selected)
+            for job, call in zip(jobs, alt_calls, strict=True):
+                job.insert(order.randrange(len(job) + 1), (run, call, alt.name))
+
         def runner(todo: list[list[Step]]) -> list[list[Record]]:
             monitor = CallMonitor.for_jobs(todo, progress)
             return asyncio.run(run_jobs(todo, concurrency, monitor) if looks is None
@@ -133,11 +141,17 @@ def make_calls(project: Project, selected: Collection[str] | None, concurrency: 
                         "candidate": project.candidate.fingerprint(),
                         "baseline": baseline_model.fingerprint() if baseline_model else None,
                         "samples": cfg.samples}
+            if project.alternatives:
+                identity["alternatives"] = [m.fingerprint() for m in project.alternatives]
             key = run_key(identity, [c.record_id for c in cand_calls])
             done = persist.run(jobs, key, runner)
     records = [r for job in done for r in job]
+    alts: dict[str, list[Record]] = {m.name: [] for m in project.alternatives}
+    for r in records:
+        if r.config in alts:
+            alts[r.config].append(r)
     return ([r for r in records if r.config == CANDIDATE],
-            [r for r in records if r.config == BASELINE])
+            [r for r in records if r.config == BASELINE], alts)
 
 
 def saved_baseline_records(project: Project, baseline: Baseline, keys: set[str],
@@ -221,8 +235,9 @@ def run_project(project: Project, selected: Collection[str] | None = None,
 
     looks = sequential_gate(project, selected, baseline, fingerprints, grade_batch)
     where = in_background(environment, project.gate.root)
-    cand_records, base_records = make_calls(project, selected, workers, live, persist, looks,
-                                            progress)
+    cand_records, base_records, alt_records = make_calls(project, selected, workers, live,
+                                                         persist, looks, progress)
+    alt_all = [r for recs in alt_records.values() for r in recs]
     comparison, warnings = None, []
     if baseline is not None and baseline.saved is not None:
         keys = {r.key for r in cand_records}
@@ -235,17 +250,19 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         comparison = ComparisonInfo(compared=len({r.key for r in cand_records}))
     if looks is not None and looks.outcomes:  # every answer was graded at its look
         # ... except a look cut short by Ctrl-C: its answers are graded here
-        ungraded = [r for r in [*cand_records, *base_records] if r.ok and not r.criteria]
+        ungraded = [r for r in [*cand_records, *base_records, *alt_all]
+                    if r.ok and not r.criteria]
         if ungraded:
             grade_batch(ungraded)
         grading = combine_gradings(gradings)
     else:  # judge calls (after every model call), then the final grades
-        grading = grading_phase(project, [*cand_records, *base_records], workers, cache)
+        grading = grading_phase(project, [*cand_records, *base_records, *alt_all], workers,
+                                cache)
     review = project_review(project)
     decision = decide_gate(cfg.gate, cand_records,
                            base_records if baseline is not None else None, cfg.samples, review)
     model = project.candidate
-    all_records = [*cand_records, *(base_records if live is not None else [])]
+    all_records = [*cand_records, *(base_records if live is not None else []), *alt_all]
     planned, saved, seq_info = persist.planned or len(all_records), 0, None
     if looks is not None and looks.outcomes:  # the looks' verdicts, at their nominal levels
         decision["verdicts"] = looks.verdicts()
@@ -301,6 +318,8 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         partial=persist.partial,
         **grading.fields(),
     )
+    if project.alternatives:
+        choose_among(project, result, alt_records, baseline is not None, review)
     # Routes, blended cost, load profile, determinism: only when configured.
 
     result = apply(project, result, cand_records,
@@ -314,6 +333,36 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     else:
         publish(result, persist.finish)
     return result
+
+
+def choose_among(project: Project, result: RunResult, alt_records: dict[str, list[Record]],
+                 has_baseline: bool, review: ReviewInputs | None) -> None:
+    """N candidates: gate each further one against the baseline as the first is gated, decide
+    the run by `gate.require`, and rank them all (with the baseline) on the leaderboard."""
+    from evalgate.gate.choice import gate_alternative, leaderboard_of, required_verdict
+
+    cfg = project.gate.config
+    root = project.gate.root
+    base = result.baseline_records if has_baseline else None
+    for model in project.alternatives:
+        result.alternatives.append(gate_alternative(
+            cfg.gate, model.name, alt_records[model.name], base, cfg.samples, review,
+            ModelInfo(name=model.name, provider=model.config.provider,
+                      model=model.config.model or model.name,
+                      fingerprint=model.fingerprint(), config=model.describe()),
+            display_path(model.path, root)))
+    result.candidate_path = display_path(project.candidate.path, root)
+    result.require = cfg.gate.require
+    result.primary_verdict = result.verdict
+    result.verdict = required_verdict(cfg.gate.require, result.verdict,
+                                      [a.verdict for a in result.alternatives])
+    base_name = None
+    if has_baseline and result.baseline is not None and result.baseline_records:
+        base_name = f"baseline ({result.baseline.name})"
+    weights = cfg.traffic.weights if cfg.traffic is not None else {}
+    result.leaderboard = leaderboard_of(result, base_name, cfg.gate, cfg.samples, weights)
+    result.warnings += [f"candidate {a.info.name}: {w}"
+                        for a in result.alternatives for w in fallback_warnings(a.records)]
 
 
 def calls_by_config(records: list[Record], reused: set[tuple[str, str]]

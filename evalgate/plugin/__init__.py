@@ -51,6 +51,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--evalgate-report-dir", metavar="DIR", default=None,
                     help="where reports are written (default: the gate config's report.dir, "
                          "'reports')")
+    group.addoption("--evalgate-candidates", metavar="A,B,...", default=None,
+                    help="model configs to run as the candidates, comma-separated (overrides "
+                         "the gate config's 'candidate'/'candidates'; the first is the change "
+                         "under review, see gate.require)")
     group.addoption("--evalgate-baseline", metavar="SPEC", default=None,
                     help="compare with a baseline: a model config (run live), a saved result "
                          ".json, or git:<ref>:<path> (overrides the gate config's 'baseline')")

@@ -28,6 +28,7 @@ from evalgate.gate.guardrails import plan_guardrails
 from evalgate.gate.verdicts import blocks
 from evalgate.grading.rubrics import CaseEntry
 from evalgate.pipeline.project import Project, load_project
+from evalgate.plugin.baselines import has_baseline, load_baseline
 from evalgate.plugin.freezing import mark_frozen
 from evalgate.plugin.nodeids import GATE_NODE, case_key, item_name, record_ids_from_nodeids
 from evalgate.report.summary import canary_problem, failure_text, summary_lines
@@ -110,16 +111,20 @@ class GateSession:
         baseline = None
         try:
             register_custom_checks(config)
+            listed = config.getoption("evalgate_candidates")
+            candidates = [c.strip() for c in listed.split(",") if c.strip()] if listed else None
             project = with_samples(load_project(config.rootpath,
-                                                config.getoption("evalgate_config")),
+                                                config.getoption("evalgate_config"),
+                                                candidates),
                                    config.getoption("evalgate_samples"))
             if not hasattr(config, "workerinput"):
                 # A missing key or an unimportable callable is a usage error, before any call.
                 from evalgate.engine.providers import make_provider
 
-                make_provider(project.candidate, sim_base_url="http://127.0.0.1:0")
-                if project.candidate.fallback is not None:
-                    make_provider(project.candidate.fallback, sim_base_url="http://127.0.0.1:0")
+                for model in project.configs:
+                    make_provider(model, sim_base_url="http://127.0.0.1:0")
+                    if model.fallback is not None:
+                        make_provider(model.fallback, sim_base_url="http://127.0.0.1:0")
                 baseline = load_baseline(config, project)
                 if baseline is not None and baseline.model is not None:
                     make_provider(baseline.model, sim_base_url="http://127.0.0.1:0")
@@ -193,8 +198,10 @@ class GateSession:
         against = f", baseline {self.baseline.label}" if self.baseline is not None else ""
         shard = config.getoption("evalgate_shard")
         part = f", shard {shard[0]}/{shard[1]}" if shard else ""
-        return (f"evalgate: {p.gate.path.name}, candidate {p.candidate.name} "
-                f"({p.candidate.config.provider}){against}, {len(p.entries)} canaries x "
+        who = (f"candidate {p.candidate.name} ({p.candidate.config.provider})"
+               if not p.alternatives else
+               f"candidates {', '.join(m.name for m in p.configs)}")
+        return (f"evalgate: {p.gate.path.name}, {who}{against}, {len(p.entries)} canaries x "
                 f"{self.samples} sample(s){part}")
 
     # -- the one-time run --------------------------------------------------------------------
@@ -530,26 +537,51 @@ class GateCollector(pytest.Collector):
         self.gate = gate
 
     def collect(self) -> Iterable[pytest.Item]:
-        for guardrail in self.gate.plan:
-            item = GateItem.from_parent(self, name=f"gate[{guardrail.name}]",
-                                        guardrail=guardrail.name, gate=self.gate)
-            item.add_marker(pytest.mark.evalgate)
-            yield item
+        project = self.gate.project
+        if not project.alternatives:  # one candidate: the items keep their plain names
+            plans = [(None, self.gate.plan)]
+        else:  # gate[<candidate>:<guardrail>], one set per candidate
+            plans = [(project.candidate.name, self.gate.plan)] + [
+                (m.name, plan_guardrails(project.gate.config.gate,
+                                         has_baseline(self.config, project)))
+                for m in project.alternatives]
+        for candidate, plan in plans:
+            for guardrail in plan:
+                name = guardrail.name if candidate is None else f"{candidate}:{guardrail.name}"
+                item = GateItem.from_parent(self, name=f"gate[{name}]",
+                                            guardrail=guardrail.name, gate=self.gate,
+                                            candidate=candidate)
+                item.add_marker(pytest.mark.evalgate)
+                yield item
 
 
 class GateItem(pytest.Item):
-    def __init__(self, *, guardrail: str, gate: GateSession, **kwargs: Any) -> None:
+    def __init__(self, *, guardrail: str, gate: GateSession, candidate: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.guardrail = guardrail
         self.gate = gate
+        self.candidate = candidate  # None: the only candidate
 
     def runtest(self) -> None:
+        from evalgate.gate.choice import blocking_candidates
+
         result = self.gate.result()
-        verdict = next((v for v in result.verdicts if v.guardrail == self.guardrail), None)
+        verdicts = result.verdicts
+        alt = next((a for a in result.alternatives if a.info.name == self.candidate), None)
+        if alt is not None:
+            verdicts = alt.verdicts
+        verdict = next((v for v in verdicts if v.guardrail == self.guardrail), None)
         if verdict is None:
             raise GateFailure(f"no verdict for {self.guardrail} in {self.gate.result_path}")
         self.user_properties += [("value", verdict.value), ("verdict", verdict.verdict),
                                  ("test", verdict.test), ("p_value", verdict.p_value)]
+        if self.candidate is not None and self.candidate not in blocking_candidates(result):
+            if verdict.verdict != "PASS":  # an alternative shown for the choice: not blocking
+                warnings.warn(f"evalgate {verdict.verdict} (candidate {self.candidate}, not "
+                              f"required by gate.require: {result.require}): {verdict.reason}",
+                              stacklevel=1)
+            return
         if blocks(verdict.verdict, result.on_inconclusive):
             raise GateFailure(failure_text(verdict))
         if verdict.verdict == "INCONCLUSIVE" and result.on_inconclusive == "warn":
@@ -562,22 +594,5 @@ class GateItem(pytest.Item):
         return str(super().repr_failure(excinfo, style=style))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.gate.project.gate.path, None, f"evalgate gate[{self.guardrail}]"
-
-
-def has_baseline(config: pytest.Config, project: Project) -> bool:
-    return bool(config.getoption("evalgate_baseline") or project.gate.config.baseline
-                or config.getoption("evalgate_compare") is not None)
-
-
-def load_baseline(config: pytest.Config, project: Project) -> Baseline | None:
-    from evalgate.gate.baseline import from_store, resolve
-
-    compare = config.getoption("evalgate_compare")
-    if compare is not None:
-        return from_store(project.gate, compare or None)
-    spec = config.getoption("evalgate_baseline") or project.gate.config.baseline
-    if not spec:
-        return None
-    field = "--evalgate-baseline" if config.getoption("evalgate_baseline") else "baseline"
-    return resolve(spec, project.gate, field)
+        name = self.guardrail if self.candidate is None else f"{self.candidate}:{self.guardrail}"
+        return self.gate.project.gate.path, None, f"evalgate gate[{name}]"

@@ -30,6 +30,7 @@ from markupsafe import Markup
 
 from evalgate.gate.verdicts import blocks
 from evalgate.report import charts
+from evalgate.report.choice import html_section as choice_section
 from evalgate.report.config_diff import config_rows
 from evalgate.report.production import html_section as production_section
 from evalgate.report.review import review_facts
@@ -540,6 +541,7 @@ def render_html(result: RunResult, *, max_answer_chars: int = MAX_ANSWER_CHARS,
         "show_base_cfg": base_cfg is not None,
         "charts": chart_svgs,
         "production": production_section(result),  # routes, load, determinism (or nothing)
+        "choice": choice_section(result),  # N candidates: leaderboard, Pareto chart
         "tags": tags,
         "tags_charted": min(len(tags), MAX_TAGS_CHARTED),
         "pct": _pct,

@@ -20,6 +20,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
+from evalgate.gate.choice import blocking_candidates
 from evalgate.gate.verdicts import blocks, fmt
 from evalgate.report.summary import canary_problem, evidence_lines
 from evalgate.results import GuardrailVerdict, Record, RunResult
@@ -180,6 +181,45 @@ def _report_problem(suite: ET.Element, out: list[str], case: str, kind: str,
     out[-1] += "\n  REPORTED, not blocking: " + problem.replace("\n", "\n  ")
 
 
+CHOICE_SUITE = "evalgate.choice"
+
+
+def _choice_suite(root: ET.Element, result: RunResult, run_props: list[tuple[str, object]]
+                  ) -> None:
+    """N candidates: each further candidate's gate items (failing only when `gate.require`
+    makes them block), one testcase per leaderboard config and one for the recommendation."""
+    from evalgate.report.choice import figure_text, recommendation_text
+
+    board = result.leaderboard
+    assert board is not None
+    props = [*run_props, ("require", result.require),
+             ("recommended", board.overall.recommended), ("best", board.overall.best),
+             ("choice", board.overall.verdict)]
+    suite = _suite(root, 2, CHOICE_SUITE, result, props)
+    out: list[str] = []
+    blocking = blocking_candidates(result)
+    for alt in result.alternatives:
+        for v in alt.verdicts:
+            name = f"gate[{alt.info.name}:{v.guardrail}]"
+            case = _add(suite, "testcase", classname=GATE_CLASSNAME, name=name,
+                        time=_seconds(0.0))
+            fails = alt.info.name in blocking and blocks(v.verdict, result.on_inconclusive)
+            out.append(f"{GATE_CLASSNAME}.{name}: {_verdict_facts(v, fails)}")
+            if fails:
+                _add(case, "failure", "\n".join(evidence_lines(v)),
+                     message=f"{v.verdict}: {v.reason}", type=f"evalgate.{v.verdict}")
+    for s in board.overall.standings:
+        name = f"leaderboard[{s.name}]"
+        _add(suite, "testcase", classname=CHOICE_SUITE, name=name, time=_seconds(0.0))
+        facts = ", ".join(f"{m} {figure_text(m, f)}" for m, f in s.figures.items())
+        out.append(f"{CHOICE_SUITE}.{name}: {s.status}; {facts}")
+    _add(suite, "testcase", classname=CHOICE_SUITE, name="recommendation", time=_seconds(0.0))
+    out.append(f"{CHOICE_SUITE}.recommendation: {recommendation_text(board.overall)}")
+    out += [f"{CHOICE_SUITE}.recommendation[{c.tag}]: {recommendation_text(c)}"
+            for c in board.by_tag]
+    _finish(suite, out, 0.0)
+
+
 def render_junit(result: RunResult) -> str:
     """The run as JUnit XML: a suite of canary testcases and a suite of gate testcases."""
     run_props = _run_properties(result)
@@ -209,16 +249,21 @@ def render_junit(result: RunResult) -> str:
         gate_props += _verdict_properties(v)
     gate = _suite(root, 1, GATE_SUITE, result, gate_props)
     out = [f"warning: {w}" for w in result.warnings]  # what the verdicts rest on
+    # N candidates: gate[<name>:<guardrail>] as the pytest items, blocking as gate.require says
+    prefix = f"{result.candidate.name}:" if result.alternatives else ""
+    required = not result.alternatives or result.candidate.name in blocking_candidates(result)
     for v in result.verdicts:
-        name = f"gate[{v.guardrail}]"
+        name = f"gate[{prefix}{v.guardrail}]"
         case = _add(gate, "testcase", classname=GATE_CLASSNAME, name=name, time=_seconds(0.0))
-        blocking = blocks(v.verdict, result.on_inconclusive)
+        blocking = required and blocks(v.verdict, result.on_inconclusive)
         out.append(f"{GATE_CLASSNAME}.{name}: {_verdict_facts(v, blocking)}")
         if blocking:
             sentence = v.reason if v.reason.endswith(v.verdict) else f"{v.verdict}: {v.reason}"
             _add(case, "failure", "\n".join(evidence_lines(v)), message=sentence,
                  type=f"evalgate.{v.verdict}")
     _finish(gate, out, 0.0)
+    if result.leaderboard is not None:
+        _choice_suite(root, result, run_props)
 
     ET.indent(root, space=" ")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") \

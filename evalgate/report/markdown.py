@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalgate.gate.verdicts import blocks, fmt
+from evalgate.report.choice import markdown_lines as choice_markdown
 from evalgate.report.mdtext import (
     EXCERPT_CHARS,
     cell,
@@ -177,6 +178,7 @@ def _render(result: RunResult, ranked: list[Canary], n_regressions: int, html_na
     lines.append("")
 
     lines += markdown_lines(result)
+    lines += choice_markdown(result)
     if result.warnings:
         lines += ["### Warnings", ""]
         lines += [f"- {prose(w)}" for w in result.warnings[:warnings]]

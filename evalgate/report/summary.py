@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from evalgate.gate.verdicts import fmt
+from evalgate.report.choice import terminal_lines as choice_lines
 from evalgate.report.production import terminal_lines  # routes, load, determinism
 from evalgate.report.review import review_facts
 from evalgate.results import STOPPED_CLASS, GuardrailVerdict, Record, RunResult
@@ -240,5 +241,6 @@ def summary_lines(result: RunResult) -> list[str]:
     if other:
         lines.append("other metrics: " + ", ".join(other))
     lines += terminal_lines(result)
+    lines += choice_lines(result)
     lines += [f"warning: {w}" for w in result.warnings]
     return lines

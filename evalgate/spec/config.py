@@ -8,7 +8,7 @@ import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -160,6 +160,9 @@ class GateSettings(Strict):
     verified_only: bool = False
     min_judge_kappa: float | None = Field(None, ge=-1, le=1)
     correct_for_judge: bool = False
+    # N candidates: which of them must pass for the run to pass (`primary`: the first; the
+    # others are alternatives shown for the choice).
+    require: Literal["all", "any", "primary"] = "primary"
 
     @model_validator(mode="after")
     def _tested_bounds(self) -> GateSettings:
@@ -180,7 +183,10 @@ class ReportSettings(Strict):
 class GateConfig(Strict):
     """The gate config: `evalgate.yaml`, or `[tool.evalgate]` in pyproject.toml."""
 
-    candidate: str
+    # One candidate (`candidate:`) or several (`candidates:`, the first is the change under
+    # review); after validation `candidate` is always the first one.
+    candidate: str = ""
+    candidates: list[str] = Field(default_factory=list)
     baseline: str | None = None
     canaries: list[str] = Field(default_factory=lambda: ["canaries"])
     rubrics: list[str] = Field(default_factory=lambda: ["rubrics"])
@@ -201,6 +207,28 @@ class GateConfig(Strict):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _candidates(self) -> GateConfig:
+        if self.candidates and self.candidate and self.candidate != self.candidates[0]:
+            raise field_error("candidate", "give 'candidate' (one) or 'candidates' (several), "
+                              "not both")
+        if not self.candidates and not self.candidate:
+            raise field_error("candidate", "Field required: 'candidate: <model config>' or "
+                              "'candidates: [<model config>, ...]'")
+        seen: set[str] = set()
+        for path in self.candidates:
+            norm = str(PurePosixPath(path.replace("\\", "/")))
+            if norm in seen:
+                raise field_error("candidates", f"{path!r} is listed twice")
+            seen.add(norm)
+            if self.baseline is not None and norm == str(PurePosixPath(self.baseline)):
+                raise field_error("candidates", f"{path!r} is also the baseline")
+        if self.candidates:
+            self.candidate = self.candidates[0]
+        elif self.baseline is not None and self.candidate == self.baseline:
+            raise field_error("candidate", f"{self.candidate!r} is also the baseline")
+        return self
 
 
 class Pricing(Strict):

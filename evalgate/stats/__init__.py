@@ -22,11 +22,11 @@ Pure computation: numpy arrays in, frozen dataclasses out, no I/O. Distribution 
 from `evalgate.stats.distributions` (scipy.special only: scipy.stats alone costs ~0.75 s to
 import).
 
-Modules: `evidence` (what a test returns, shared helpers, the sentence), `primitives`
-(known-answer methods), `rates`, `latency`, `cost` (the guardrail tests), `intervals`
-(cluster-bootstrap intervals of one config's level), `family` (Holm across the run),
-`sequential` (group-sequential boundaries), `resampling`, `distributions`. This package
-imports nothing else of evalgate.
+Modules: `choice` (choosing among N configs), `evidence` (what a test returns, shared
+helpers, the sentence), `primitives` (known-answer methods), `rates`, `latency`, `cost`
+(the guardrail tests), `intervals` (cluster-bootstrap intervals of one config's level),
+`family` (Holm across the run), `sequential` (group-sequential boundaries), `resampling`,
+`distributions`. This package imports nothing else of evalgate.
 
 The names below are imported on first use (PEP 562): numpy and scipy.special load only when a
 statistic is computed, so `evalgate.stats.sequential` and the modules that merely name this
@@ -39,6 +39,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from evalgate.stats.choice import (
+        Interval,
+        mean_interval,
+        paired_difference_p,
+        quantile_interval,
+        rate_interval,
+        ratio_interval,
+    )
     from evalgate.stats.cost import (
         compare_cost,
         cost_budget,
@@ -80,6 +88,12 @@ if TYPE_CHECKING:
     from evalgate.stats.throughput import throughput_floor
 
 _EXPORTS = {
+    "Interval": "choice",
+    "mean_interval": "choice",
+    "paired_difference_p": "choice",
+    "quantile_interval": "choice",
+    "rate_interval": "choice",
+    "ratio_interval": "choice",
     "Accuracy": "diagnostic",
     "CorrectedRate": "diagnostic",
     "accuracy": "diagnostic",
@@ -132,6 +146,7 @@ __all__ = [
     "Accuracy",
     "CorrectedRate",
     "Evidence",
+    "Interval",
     "SloTest",
     "Verdict",
     "accuracy",
@@ -156,9 +171,14 @@ __all__ = [
     "mde_difference",
     "mde_paired_binary",
     "mde_ratio",
+    "mean_interval",
     "p95_slo",
     "p95_slo_test",
+    "paired_difference_p",
+    "quantile_interval",
     "rate_cap",
+    "rate_interval",
+    "ratio_interval",
     "ratio_model_bounds",
     "rogan_gladen",
     "tango_ci",
