@@ -254,7 +254,7 @@ def test_the_cache_and_resume_work_with_n_configs(tmp_path: Path) -> None:
 def test_plugin_items_per_candidate_and_exit_by_require(pytester: pytest.Pytester) -> None:
     models = {"a": priced(1.0), "b": priced(1.0, error_500_rate=1.0)}
     models["b"]["max_retries"] = 0
-    project_with(pytester.path, models, 4,
+    project_with(pytester.path, models, 8,  # 0 of 8 is below an exact 50% cap; 0 of 4 is not
                  {"gate": {"metrics": {"error_rate": {"max": 0.5}}}})
     collected = pytester.runpytest_subprocess("--evalgate", "--collect-only", "-q")
     ids = [line for line in collected.outlines if "gate[" in line]

@@ -40,18 +40,6 @@ def required_verdict(require: str, primary: Verdict, others: Sequence[Verdict]) 
     return min(verdicts, key=lambda v: RANK[v])
 
 
-def blocking_candidates(result: RunResult) -> set[str]:
-    """The candidates whose failing gate items fail the run under `require` (by name)."""
-    names = [result.candidate.name, *(a.info.name for a in result.alternatives)]
-    if result.require == "all":
-        return set(names)
-    if result.require == "any":
-        verdicts = [result.primary_verdict or result.verdict,
-                    *(a.verdict for a in result.alternatives)]
-        return set() if "PASS" in verdicts else set(names)
-    return {result.candidate.name}
-
-
 def config_records(result: RunResult, baseline_name: str | None
                    ) -> tuple[list[tuple[str, list[Record]]], dict[str, str]]:
     """Every config of the run with its records (a live baseline too), and its file."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from evalgate.results import GuardrailVerdict, ThresholdOut, Verdict
+from evalgate.results import GuardrailVerdict, RunResult, ThresholdOut, Verdict
 
 
 def fmt(metric: str, value: float | None) -> str:
@@ -69,3 +69,15 @@ def overall_verdict(verdicts: list[Verdict]) -> Verdict:
 def blocks(verdict: Verdict, on_inconclusive: str) -> bool:
     """Does this verdict fail its test item (and so the CI job)?"""
     return verdict == "FAIL" or (verdict == "INCONCLUSIVE" and on_inconclusive == "fail")
+
+
+def blocking_candidates(result: RunResult) -> set[str]:
+    """The candidates whose failing gate items fail the run under `require` (by name)."""
+    names = [result.candidate.name, *(a.info.name for a in result.alternatives)]
+    if result.require == "all":
+        return set(names)
+    if result.require == "any":
+        verdicts = [result.primary_verdict or result.verdict,
+                    *(a.verdict for a in result.alternatives)]
+        return set() if "PASS" in verdicts else set(names)
+    return {result.candidate.name}

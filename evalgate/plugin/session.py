@@ -564,7 +564,7 @@ class GateItem(pytest.Item):
         self.candidate = candidate  # None: the only candidate
 
     def runtest(self) -> None:
-        from evalgate.gate.choice import blocking_candidates
+        from evalgate.gate.verdicts import blocking_candidates
 
         result = self.gate.result()
         verdicts = result.verdicts

@@ -20,8 +20,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
-from evalgate.gate.choice import blocking_candidates
-from evalgate.gate.verdicts import blocks, fmt
+from evalgate.gate.verdicts import blocking_candidates, blocks, fmt
 from evalgate.report.summary import canary_problem, evidence_lines
 from evalgate.results import GuardrailVerdict, Record, RunResult
 
