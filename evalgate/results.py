@@ -133,6 +133,9 @@ class Record(BaseModel):
     # output_tokens); where cost_usd came from ("table": the model config's pricing;
     # "header": the gateway's cost header) and, for a header price, the table's price too.
     tool_calls: list[ToolCall] = Field(default_factory=list)
+    # a tool canary's expected call (its `arguments`: the expected exact values, schema and
+    # per-field checks), shown beside the answer's calls in the reports
+    expected_tool_call: ToolCall | None = None
     cached_input_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None

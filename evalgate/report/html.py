@@ -20,7 +20,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, partial
 from importlib import resources
 from typing import Any
@@ -33,7 +33,7 @@ from evalgate.report import charts
 from evalgate.report.config_diff import config_rows
 from evalgate.report.production import html_section as production_section
 from evalgate.report.review import review_facts
-from evalgate.report.summary import calls_made_text, spend_text
+from evalgate.report.summary import calls_made_text, spend_text, tool_call_lines
 from evalgate.results import CriterionResult, GuardrailVerdict, Record, RunResult
 
 MAX_ANSWER_CHARS = 2000   # per answer in the canary table; the JSON keeps the full text
@@ -177,6 +177,7 @@ class Answer:
     criteria: list[CriterionResult]
     meta: str
     error: str | None
+    tools: list[str] = field(default_factory=list)  # tool calls beside the expected one
 
 
 def answer(r: Record, max_chars: int) -> Answer:
@@ -212,7 +213,7 @@ def answer(r: Record, max_chars: int) -> Answer:
     if not r.ok:
         error = f"{r.error_class or 'error'}: {r.error_message or '(no message)'}"
     return Answer(status, label, shown, preview, len(text), len(text) > max_chars,
-                  list(r.criteria), " · ".join(meta), error)
+                  list(r.criteria), " · ".join(meta), error, tool_call_lines(r))
 
 
 @dataclass

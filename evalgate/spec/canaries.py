@@ -11,15 +11,38 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evalgate.errors import ConfigError, Problem
+from evalgate.spec.tools import (
+    ExpectedToolCall,
+    Tool,
+    ToolCallTurn,
+    expected_problems,
+    tool_problems,
+)
 from evalgate.spec.yamlio import LineMap, load_jsonl, load_yaml, problems_from_validation
 
 CANARY_SUFFIXES = (".yaml", ".yml", ".jsonl")
 
 
 class Message(BaseModel):
+    """One turn. A multi-step tool canary carries its earlier tool calls (`tool_calls` on an
+    assistant turn) and their results (a `tool` turn with `name` or `tool_call_id`)."""
+
     model_config = ConfigDict(extra="forbid")
-    role: Literal["system", "user", "assistant"]
-    content: str
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    tool_calls: list[ToolCallTurn] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _tool_fields(self) -> Message:
+        if self.tool_calls is not None and self.role != "assistant":
+            raise ValueError("'tool_calls' goes on an assistant turn")
+        if (self.tool_call_id is not None or self.name is not None) and self.role != "tool":
+            raise ValueError("'tool_call_id' and 'name' go on a tool turn")
+        if self.role == "tool" and self.tool_call_id is None and self.name is None:
+            raise ValueError("a tool turn needs 'name' (the tool) or 'tool_call_id'")
+        return self
 
 
 class Expected(BaseModel):
@@ -27,6 +50,8 @@ class Expected(BaseModel):
     facts: list[str] = Field(default_factory=list)
     forbidden: list[str] = Field(default_factory=list)
     reference: str | None = None
+    tool_call: ExpectedToolCall | None = None  # the call a good answer makes
+    tool_sequence: list[str] | None = None  # every call's tool name, earlier turns first
 
 
 class Verified(BaseModel):
@@ -54,6 +79,8 @@ class Case(BaseModel):
     tags: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
     rubric: str | None = None
+    tools: list[Tool] | None = None  # offered to the model (OpenAI function format)
+    tool_choice: str | None = None  # auto | required | none | a tool's name
     # Review metadata, left out of every dump (fingerprints, cache keys, templates): verifying
     # a canary does not make it a changed canary.
     verified: Verified | None = Field(None, exclude=True)
@@ -87,6 +114,7 @@ class CanarySetFile(BaseModel):
     description: str | None = None
     rubric: str | None = None
     tags: list[str] = Field(default_factory=list)
+    tools: list[Tool] | None = None  # offered to every case that gives none of its own
     cases: list[dict[str, Any]]
 
 
@@ -113,6 +141,7 @@ def _validate_cases(
     raw_cases: list[tuple[Any, int | None, tuple[int | str, ...], LineMap]],
     display: str,
     shared_tags: list[str],
+    shared_tools: list[Tool] | None = None,
 ) -> tuple[list[Case], dict[str, int], list[Problem]]:
     cases: list[Case] = []
     lines: dict[str, int] = {}
@@ -134,6 +163,12 @@ def _validate_cases(
             continue
         if shared_tags:
             case.tags = list(dict.fromkeys([*shared_tags, *case.tags]))
+        if case.tools is None and shared_tools is not None:
+            case.tools = list(shared_tools)
+        elif case.tools is not None:
+            problems += tool_problems(case.tools, display, sub, prefix)
+        problems += expected_problems([t.name for t in case.tools or []], case.expected.tool_call,
+                                      case.tool_choice, display, sub, prefix)
         cases.append(case)
         lines[case.id] = line or 0
     return cases, lines, problems
@@ -164,7 +199,9 @@ def load_canary_file(path: Path, set_name: str, display: str) -> CanarySet:
             (item, linemap.line_of(("cases", i)), ("cases", i), linemap.sub(("cases", i)))
             for i, item in enumerate(head.cases)
         ]
-        cases, lines, problems = _validate_cases(raw, display, head.tags)
+        problems = tool_problems(head.tools or [], display, linemap, ())
+        cases, lines, more = _validate_cases(raw, display, head.tags, head.tools)
+        problems += more
         rubric = head.rubric
     if problems:
         raise ConfigError(problems)
