@@ -24,7 +24,7 @@ import pytest
 
 from evalgate.errors import ConfigError, Problem
 from evalgate.gate.baseline import Baseline, save_to_store
-from evalgate.gate.guardrails import plan_guardrails
+from evalgate.gate.guardrails import Guardrail, plan_guardrails
 from evalgate.gate.verdicts import blocks
 from evalgate.grading.rubrics import CaseEntry
 from evalgate.pipeline.project import Project, load_project
@@ -85,6 +85,9 @@ class GateSession:
 
         self.plan += extra_guardrails(project.gate.config, has_baseline(config, project),
                                       config.getoption("evalgate_shard"))
+        if project.candidate.config.context_window is not None \
+                and project.candidate.router is None:  # evalgate.pipeline.window
+            self.plan.append(Guardrail("context_window", "context_window", "production", None))
         self._result: RunResult | None = None
         self.speculated: set[str] | None = None  # xdist: the calls made before workers collected
         self._records: dict[str, Record] | None = None
