@@ -79,6 +79,17 @@ class ToolCall(BaseModel):
     parse_error: str | None = None
 
 
+class CanaryImage(BaseModel):
+    """An image a canary sends: its file name, type, size and hash; `thumbnail` (a data URI)
+    only for a small one, for the HTML report."""
+
+    name: str
+    media_type: str
+    bytes: int
+    sha256: str
+    thumbnail: str | None = None
+
+
 class Record(BaseModel):
     """One call (one canary, one sample, one config) and its grade."""
 
@@ -136,6 +147,7 @@ class Record(BaseModel):
     # a tool canary's expected call (its `arguments`: the expected exact values, schema and
     # per-field checks), shown beside the answer's calls in the reports
     expected_tool_call: ToolCall | None = None
+    images: list[str] = Field(default_factory=list)  # the canary's image files, by name
     cached_input_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
@@ -409,6 +421,7 @@ class RunResult(BaseModel):
     baseline_metrics: dict[str, float | None] = Field(default_factory=dict)
     comparison: ComparisonInfo | None = None
     warnings: list[str] = Field(default_factory=list)
+    images: dict[str, list[CanaryImage]] = Field(default_factory=dict)  # canary key -> images
     gate: dict[str, Any] = Field(default_factory=dict)  # the GateSettings the verdicts used
     environment: RunEnvironment = Field(default_factory=RunEnvironment)
     total_cost_usd: float = 0.0  # spend of this run's calls (candidate and a live baseline)

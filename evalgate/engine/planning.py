@@ -38,7 +38,7 @@ class PlannedCall:
         return f"{self.entry.key}#{self.sample}"
 
 
-def _turns(turns: list[Message]) -> list[dict[str, Any]]:
+def _turns(turns: list[Message], case: Case) -> list[dict[str, Any]]:
     """A conversation in the providers' neutral form: an assistant turn's earlier tool calls
     get ids (`call_<turn>_<k>` when the canary gives none) and a tool turn is tied to its
     call by id (the latest call of that tool when it names only the tool)."""
@@ -54,6 +54,8 @@ def _turns(turns: list[Message]) -> list[dict[str, Any]]:
                 by_name[c.name], by_id[call_id] = call_id, c.name
                 turn["tool_calls"].append({"id": call_id, "name": c.name,
                                            "arguments": c.arguments})
+        if m.images:
+            turn["images"] = [case.image(name).message_part() for name in m.images]
         if m.role == "tool":
             turn["tool_call_id"] = m.tool_call_id or by_name.get(m.name or "", m.name)
             turn["name"] = m.name or by_id.get(m.tool_call_id or "", "")
@@ -68,7 +70,7 @@ def build_messages(model: LoadedModel, case: Case) -> list[dict[str, Any]]:
     if model.system_prompt and not has_system:
         messages.append({"role": "system", "content": model.system_prompt})
     if case.messages is not None:
-        messages += _turns(case.messages)
+        messages += _turns(case.messages, case)
         return messages
     if model.prompt_template is not None:
         text = render_text(model.prompt_template, {
@@ -78,7 +80,10 @@ def build_messages(model: LoadedModel, case: Case) -> list[dict[str, Any]]:
         text = f"Context:\n{case.context}\n\nQuestion: {case.prompt}"
     else:
         text = case.prompt or ""
-    messages.append({"role": "user", "content": text})
+    turn: dict[str, Any] = {"role": "user", "content": text}
+    if case.images:
+        turn["images"] = [case.image(name).message_part() for name in case.images]
+    messages.append(turn)
     return messages
 
 

@@ -247,6 +247,7 @@ def grading_phase(project: Any, records: Sequence[Record], concurrency: int,
                     cache.close()
     for record in records:
         entry = entries[record.key]
+        record.images = [i.name for i in entry.case.image_refs()]
         expected = entry.case.expected.tool_call
         if expected is not None:  # shown beside the answer's calls in the reports
             shown = expected.model_dump(mode="json", exclude_none=True, exclude={"name"})

@@ -53,6 +53,7 @@ from evalgate.pipeline.window import (
 from evalgate.results import (
     STOPPED_CLASS,
     BaselineInfo,
+    CanaryImage,
     ComparisonInfo,
     ConfigCalls,
     ModelInfo,
@@ -322,6 +323,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         baseline_records=base_records,
         comparison=comparison,
         warnings=warnings,
+        images=canary_images(project, {r.key for r in cand_records}),
         environment=where(),
         total_cost_usd=sum(r.cost_usd or 0.0 for r in all_records if not r.cached),
         calls_from_cache=persist.from_cache,
@@ -342,6 +344,18 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     else:
         publish(result, persist.finish)
     return result
+
+
+THUMBNAIL_MAX_BYTES = 64 * 1024  # larger images show by name only in the HTML report
+
+
+def canary_images(project: Project, keys: set[str]) -> dict[str, list[CanaryImage]]:
+    """The images of the run's canaries, with a data-URI thumbnail for small ones."""
+    return {e.key: [CanaryImage(name=i.name, media_type=i.media_type, bytes=i.size,
+                                sha256=i.sha256, thumbnail=f"data:{i.media_type};base64,{i.data}"
+                                if i.size <= THUMBNAIL_MAX_BYTES else None)
+                    for i in e.case.image_refs()]
+            for e in project.entries if e.key in keys and e.case.image_refs()}
 
 
 def calls_by_config(records: list[Record], reused: set[tuple[str, str]]

@@ -48,6 +48,11 @@ def tool_call_lines(record: Record) -> list[str]:
     return lines
 
 
+def image_lines(record: Record) -> list[str]:
+    """The canary's image files by name (the HTML report shows small ones as thumbnails)."""
+    return [one_line("images: " + ", ".join(record.images))] if record.images else []
+
+
 def canary_problem(record: Record) -> str | None:
     """Why a canary fails, in a few lines a developer can act on; None when it holds.
     Everything the model or provider wrote is passed through `one_line`."""
@@ -65,7 +70,7 @@ def canary_problem(record: Record) -> str | None:
                                       for c in failed)]
     answer = record.text or ""
     lines.append("answer: " + one_line(answer if len(answer) <= 500 else answer[:500] + "..."))
-    return "\n".join(lines + tool_call_lines(record))
+    return "\n".join(lines + tool_call_lines(record) + image_lines(record))
 
 
 def failure_text(verdict: GuardrailVerdict) -> str:

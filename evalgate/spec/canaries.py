@@ -8,9 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from evalgate.errors import ConfigError, Problem
+from evalgate.spec.images import ImageRef, load_image
 from evalgate.spec.tools import (
     ExpectedToolCall,
     Tool,
@@ -33,9 +42,12 @@ class Message(BaseModel):
     tool_calls: list[ToolCallTurn] | None = None
     tool_call_id: str | None = None
     name: str | None = None
+    images: list[str] | None = None  # paths relative to the canary file (a user turn)
 
     @model_validator(mode="after")
     def _tool_fields(self) -> Message:
+        if self.images is not None and self.role != "user":
+            raise ValueError("'images' go on a user turn")
         if self.tool_calls is not None and self.role != "assistant":
             raise ValueError("'tool_calls' goes on an assistant turn")
         if (self.tool_call_id is not None or self.name is not None) and self.role != "tool":
@@ -81,9 +93,17 @@ class Case(BaseModel):
     rubric: str | None = None
     tools: list[Tool] | None = None  # offered to the model (OpenAI function format)
     tool_choice: str | None = None  # auto | required | none | a tool's name
+    images: list[str] | None = None  # with `prompt`: images on its turn (paths from the file)
     # Review metadata, left out of every dump (fingerprints, cache keys, templates): verifying
     # a canary does not make it a changed canary.
     verified: Verified | None = Field(None, exclude=True)
+    _images: dict[str, ImageRef] = PrivateAttr(default_factory=dict)  # read at load
+
+    def image(self, name: str) -> ImageRef:
+        return self._images[name]
+
+    def image_refs(self) -> list[ImageRef]:
+        return list(self._images.values())
 
     @field_validator("id", mode="before")
     @classmethod
@@ -96,6 +116,8 @@ class Case(BaseModel):
             raise ValueError("give exactly one of 'prompt' or 'messages'")
         if self.messages is not None and not any(m.role == "user" for m in self.messages):
             raise ValueError("'messages' needs at least one message with role 'user'")
+        if self.images is not None and self.messages is not None:
+            raise ValueError("with 'messages', give 'images' on the user turn they go with")
         return self
 
     @property
@@ -128,7 +150,10 @@ class CanarySet:
     lines: dict[str, int] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
-        payload = [c.model_dump(mode="json") for c in self.cases]
+        payload: list[Any] = [c.model_dump(mode="json") for c in self.cases]
+        hashes = [[i.sha256 for i in c.image_refs()] for c in self.cases]
+        if any(hashes):  # only then: sets without images keep their fingerprint
+            payload.append(hashes)
         return hashlib.sha256(json.dumps([self.name, self.rubric, payload], sort_keys=True)
                               .encode()).hexdigest()[:16]
 
@@ -142,6 +167,7 @@ def _validate_cases(
     display: str,
     shared_tags: list[str],
     shared_tools: list[Tool] | None = None,
+    base: Path | None = None,
 ) -> tuple[list[Case], dict[str, int], list[Problem]]:
     cases: list[Case] = []
     lines: dict[str, int] = {}
@@ -167,6 +193,7 @@ def _validate_cases(
             case.tools = list(shared_tools)
         elif case.tools is not None:
             problems += tool_problems(case.tools, display, sub, prefix)
+        problems += _read_images(case, base, display, sub, prefix)
         problems += expected_problems([t.name for t in case.tools or []], case.expected.tool_call,
                                       case.tool_choice, display, sub, prefix)
         cases.append(case)
@@ -174,11 +201,28 @@ def _validate_cases(
     return cases, lines, problems
 
 
+def _read_images(case: Case, base: Path | None, display: str, lines: LineMap,
+                 prefix: tuple[int | str, ...]) -> list[Problem]:
+    """Read and check every image of a case (paths relative to the canary file)."""
+    turns: list[tuple[tuple[int | str, ...], list[str]]] = [(("images",), case.images or [])]
+    turns += [(("messages", i, "images"), m.images or [])
+              for i, m in enumerate(case.messages or [])]
+    problems = []
+    for at, names in turns:
+        for j, name in enumerate(names):
+            try:
+                case._images[name] = load_image(base or Path("."), name)
+            except (ValueError, OSError) as exc:
+                problems.append(Problem(display, str(exc), lines.line_of((*at, j)),
+                                        ".".join(map(str, (*prefix, *at, j)))))
+    return problems
+
+
 def load_canary_file(path: Path, set_name: str, display: str) -> CanarySet:
     if path.suffix == ".jsonl":
         rows = load_jsonl(path, display)
         raw = [(data, number, (), LineMap({(): number})) for number, data in rows]
-        cases, lines, problems = _validate_cases(raw, display, [])
+        cases, lines, problems = _validate_cases(raw, display, [], None, path.parent)
         rubric = None
     else:
         data, linemap = load_yaml(path, display)
@@ -200,7 +244,7 @@ def load_canary_file(path: Path, set_name: str, display: str) -> CanarySet:
             for i, item in enumerate(head.cases)
         ]
         problems = tool_problems(head.tools or [], display, linemap, ())
-        cases, lines, more = _validate_cases(raw, display, head.tags, head.tools)
+        cases, lines, more = _validate_cases(raw, display, head.tags, head.tools, path.parent)
         problems += more
         rubric = head.rubric
     if problems:
