@@ -6,6 +6,7 @@ key covers the bytes and the reports show the images."""
 from __future__ import annotations
 
 import base64
+import json
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,10 @@ def test_images_reach_the_server_in_each_api_shape(tmp_path: Path, provider: str
             requests = [body for _, body in wire.requests]
     assert [r.text for r in result.records] == ["The swatch is red.", "Red and blue."]
     assert all(r.passed for r in result.records)
-    first, second = (b["messages"][-1] for b in requests)
+    # the two canaries' requests arrive in either order (concurrent calls)
+    [one] = [b for b in requests if "Name colours." not in json.dumps(b)]
+    [two] = [b for b in requests if "Name colours." in json.dumps(b)]
+    first, second = one["messages"][-1], two["messages"][-1]
     if provider == "openai":
         adapter: TypeAdapter[Any] = TypeAdapter(ChatCompletionUserMessageParam)
         for turn in (first, second):
@@ -90,7 +94,7 @@ def test_images_reach_the_server_in_each_api_shape(tmp_path: Path, provider: str
         assert source == {"type": "base64", "media_type": "image/png",
                           "data": base64.b64encode(RED).decode()}
         assert [b["type"] for b in second["content"]] == ["image", "image", "text"]
-        assert requests[1]["system"] == "Name colours."
+        assert two["system"] == "Name colours."
 
 
 def test_the_cache_key_covers_the_image_bytes(tmp_path: Path) -> None:
@@ -147,3 +151,20 @@ def test_a_bad_image_is_a_usage_error_naming_file_line_and_field(
     line = next(i for i, t in enumerate(text, 1) if "img/bad.png" in t)
     assert f"canaries/set.yaml:{line}: cases.1.images.0:" in str(err.value)
     assert message in str(err.value) and "'img/bad.png'" in str(err.value)
+
+
+def test_generic_http_gets_tools_and_images_as_template_variables(tmp_path: Path) -> None:
+    tool = {"type": "function", "function": {"name": "describe", "parameters": {
+        "type": "object", "properties": {}}}}
+    cases = [{**CASES[0], "tools": [tool]}]
+    body = ('{"prompt": {{ prompt | tojson }}, "tools": {{ tools | tojson }}, '
+            '"images": {{ images | map(attribute="data_uri") | list | tojson }}, '
+            '"types": {{ images | map(attribute="media_type") | list | tojson }}}')
+    with wire_server(lambda path, request: Canned({"text": "The swatch is red."})) as wire:
+        model = {"provider": "http", "model": "inhouse", "timeout_s": 5,
+                 "http": {"url": f"{wire.base_url}/generate", "body": body}}
+        result = run_project(load_project(project_at(tmp_path, model, cases)))
+        [(_, sent)] = wire.requests
+    assert result.records[0].passed
+    assert sent["images"] == ["data:image/png;base64," + base64.b64encode(RED).decode()]
+    assert sent["types"] == ["image/png"] and sent["tools"] == [tool]

@@ -29,7 +29,8 @@ def _sim_tool(case: Case) -> dict[str, Any]:
         return {}
     tool = next((t for t in case.tools or [] if t.name == expected.name), None)
     params = tuple((tool.function.parameters.get("properties") or {}) if tool else ())
-    return {"tool_call": (expected.name, json.dumps(example_arguments(expected))),
+    parameters = tool.function.parameters if tool is not None else None
+    return {"tool_call": (expected.name, json.dumps(example_arguments(expected, parameters))),
             "tool_params": params}
 
 

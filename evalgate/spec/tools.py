@@ -146,9 +146,12 @@ def _example(schema: dict[str, Any]) -> Any:
         return schema["enum"][0]
     kind = schema.get("type")
     kind = kind[0] if isinstance(kind, list) and kind else kind
-    if kind == "object":
+    if kind == "object":  # the required properties and those with one possible value
         props = schema.get("properties") or {}
-        return {k: _example(props.get(k, {})) for k in schema.get("required") or []}
+        fixed = [k for k, v in props.items() if isinstance(v, dict) and ("const" in v
+                                                                         or v.get("enum"))]
+        return {k: _example(props.get(k, {}))
+                for k in dict.fromkeys([*(schema.get("required") or []), *fixed])}
     if kind in ("number", "integer"):
         low = schema.get("minimum", schema.get("exclusiveMinimum", 0))
         return low + (1 if "exclusiveMinimum" in schema and "minimum" not in schema else 0)
@@ -156,11 +159,15 @@ def _example(schema: dict[str, Any]) -> Any:
         1, int(schema.get("minLength", 1))))
 
 
-def example_arguments(expected: ExpectedToolCall) -> dict[str, Any]:
+def example_arguments(expected: ExpectedToolCall, parameters: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
     """Arguments that satisfy an expected call as far as it can be read (the simulator's
-    answer): the schema's plainest valid object, the per-field checks' values, then the exact
-    values over both."""
+    answer): the tool's required parameters, the expected schema's plainest valid object,
+    the per-field checks' values, then the exact values over all of them."""
     args: dict[str, Any] = {}
+    if parameters:
+        props = parameters.get("properties") or {}
+        args.update({k: _example(props.get(k, {})) for k in parameters.get("required") or []})
     if expected.arguments_schema is not None:
         made = _example({"type": "object", **expected.arguments_schema})
         args.update(made if isinstance(made, dict) else {})
