@@ -210,3 +210,35 @@ def test_reports_show_the_call_beside_the_expected_one_escaped(tmp_path: Path) -
     markdown = render_markdown(result)
     # inside a fenced code block (evalgate.report.mdtext.code_block): shown, never rendered
     assert re.search(r"```[^`]*tool call: get_weather[^`]*expected: get_weather\(", markdown)
+
+
+def _params(calls: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"tool_calls": calls, "tools": [WEATHER, REFUND], **extra}
+
+
+def test_the_tool_checks_on_crafted_calls() -> None:
+    from evalgate.grading.checks import run_check
+
+    weather = {"name": "get_weather", "arguments": {"city": "Oslo"}}
+    expected = {"name": "refund_order"}
+    # any of several tools
+    assert run_check("tool_called", "", _params([weather], values=["refund_order",
+                                                                      "get_weather"])).passed
+    missed = run_check("tool_called", "", _params([weather], expected=expected))
+    assert not missed.passed and "expected refund_order" in missed.detail
+    # an argument the schema does not have, even though the schema is open
+    invented = run_check("tool_args_valid", "", _params(
+        [{"name": "get_weather", "arguments": {"city": "Oslo", "mood": "sunny"}}]))
+    assert not invented.passed and "invents argument(s) 'mood'" in invented.detail
+    broken = run_check("tool_args_valid", "", _params(
+        [{"name": "get_weather", "arguments": "{city", "parse_error": "not JSON"}]))
+    assert not broken.passed and "not JSON" in broken.detail
+    wrong_type = run_check("tool_args_valid", "", _params(
+        [{"name": "get_weather", "arguments": {"city": "Oslo", "days": 0}}]))
+    assert not wrong_type.passed and "minimum" in wrong_type.detail
+    assert not run_check("no_tool_call", "", _params([weather])).passed
+    assert run_check("no_tool_call", "", _params([])).passed
+    sequence = _params([{"name": "refund_order", "arguments": {}}], history=["get_weather"])
+    assert run_check("tool_sequence", "", {**sequence, "sequence": [
+        "get_weather", "refund_order"]}).passed
+    assert not run_check("tool_sequence", "", {**sequence, "sequence": ["refund_order"]}).passed
