@@ -138,3 +138,17 @@ def test_tokenizer_without_the_package_is_a_clear_usage_error(
         load_project(tmp_path)
     assert "needs the 'tokenizers' package" in str(err.value)
     assert "models/candidate.yaml:" in str(err.value)
+
+
+def test_the_gate_item_fails_pytest_when_canaries_overflow(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.conftest import sim_model
+
+    write_project(tmp_path, model={**sim_model(), "context_window": 150,
+                                   "max_output_tokens": 20}, cases=[*make_cases(3), LONG])
+    out = subprocess.run([sys.executable, "-m", "pytest", "--evalgate", "-p", "no:cacheprovider",
+                          "-q", "-rf"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "FAILED evalgate::gate[context_window]" in out.stdout
+    assert "1 canaries exceed the candidate's window" in out.stdout
