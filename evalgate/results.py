@@ -79,6 +79,17 @@ class ToolCall(BaseModel):
     parse_error: str | None = None
 
 
+class CanaryImage(BaseModel):
+    """An image a canary sends: its file name, type, size and hash; `thumbnail` (a data URI)
+    only for a small one, for the HTML report."""
+
+    name: str
+    media_type: str
+    bytes: int
+    sha256: str
+    thumbnail: str | None = None
+
+
 class Record(BaseModel):
     """One call (one canary, one sample, one config) and its grade."""
 
@@ -133,6 +144,10 @@ class Record(BaseModel):
     # output_tokens); where cost_usd came from ("table": the model config's pricing;
     # "header": the gateway's cost header) and, for a header price, the table's price too.
     tool_calls: list[ToolCall] = Field(default_factory=list)
+    # a tool canary's expected call (its `arguments`: the expected exact values, schema and
+    # per-field checks), shown beside the answer's calls in the reports
+    expected_tool_call: ToolCall | None = None
+    images: list[str] = Field(default_factory=list)  # the canary's image files, by name
     cached_input_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
@@ -486,6 +501,7 @@ class RunResult(BaseModel):
     # The gate as a family of tests: its family-wise false-FAIL rate (and what
     # gate.fail_correction does about it); None with fewer than two tested guardrails.
     family_wise: str | None = None
+    images: dict[str, list[CanaryImage]] = Field(default_factory=dict)  # canary key -> images
     gate: dict[str, Any] = Field(default_factory=dict)  # the GateSettings the verdicts used
     environment: RunEnvironment = Field(default_factory=RunEnvironment)
     total_cost_usd: float = 0.0  # spend of this run's calls (candidate and a live baseline)

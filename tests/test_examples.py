@@ -21,8 +21,13 @@ def test_shipped_example_passes_the_gate(tmp_path: Path) -> None:
     assert "evalgate gate: PASS" in out.stdout
     result = json.loads((tmp_path / "evalgate.json").read_text())
     assert result["verdict"] == "PASS"
-    assert result["counts"]["canaries"] == 76 and result["counts"]["calls"] == 228
-    assert len(result["baseline_records"]) == 228  # the live baseline ran the same canaries
+    assert result["counts"]["canaries"] == 83 and result["counts"]["calls"] == 249
+    assert len(result["baseline_records"]) == 249  # the live baseline ran the same canaries
+    # The tool-call and image canaries pass: the right calls, the images sent and answered.
+    shown = [r for r in result["records"] if r["set"] in ("tools", "images")]
+    assert len(shown) == 21 and all(r["passed"] for r in shown)
+    assert sum(1 for r in shown if r["tool_calls"]) == 12
+    assert set(result["images"]) == {"images/swatch-colour", "images/swatch-pair"}
     # The sim judge graded the judge criteria and undecided claims; its spend is kept apart.
     assert result["judge_calls"] > 0 and result["judge_errors"] == 0
     assert result["judge_cost_usd"] > 0
@@ -40,7 +45,8 @@ def test_shipped_example_passes_the_gate(tmp_path: Path) -> None:
     assert used >= BUILTIN_CHECKS - {"contains_any", "regex", "equals", "max_words",
                                      "json_valid", "contains_all"}
     text = " ".join((ROOT / "rubrics" / f).read_text() for f in
-                    ("support.yaml", "grounded.yaml", "structured.yaml", "judged.yaml"))
+                    ("support.yaml", "grounded.yaml", "structured.yaml", "judged.yaml",
+                     "tools.yaml"))
     assert all(f"check: {name}" in text for name in BUILTIN_CHECKS)
     assert {v["guardrail"] for v in result["verdicts"]} == {
         "latency_p95_ms", "cost_per_1k_usd", "hallucination_rate", "error_rate",

@@ -12,10 +12,10 @@ import pytest
 from evalgate.errors import ConfigError
 from evalgate.grading.checks import CHECKS
 from evalgate.grading.grade import grade
-from evalgate.grading.jsonschema_lite import check_schema, validate
 from evalgate.grading.rubrics import load_rubric, resolve_criteria
 from evalgate.results import Record
 from evalgate.spec.canaries import Case
+from evalgate.spec.jsonschema_lite import check_schema, validate
 from evalgate.text.grounding import lexical_support
 from evalgate.text.tokens import claims, normalise_text, numbers_in, states
 

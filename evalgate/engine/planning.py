@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from evalgate.spec.canaries import Case
+from evalgate.spec.canaries import Case, Message
 from evalgate.spec.config import LoadedModel
 from evalgate.spec.templating import render_text
 
@@ -31,21 +31,46 @@ class PlannedCall:
 
     entry: Canary
     sample: int
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
 
     @property
     def record_id(self) -> str:
         return f"{self.entry.key}#{self.sample}"
 
 
-def build_messages(model: LoadedModel, case: Case) -> list[dict[str, str]]:
+def _turns(turns: list[Message], case: Case) -> list[dict[str, Any]]:
+    """A conversation in the providers' neutral form: an assistant turn's earlier tool calls
+    get ids (`call_<turn>_<k>` when the canary gives none) and a tool turn is tied to its
+    call by id (the latest call of that tool when it names only the tool)."""
+    out: list[dict[str, Any]] = []
+    by_name: dict[str, str] = {}
+    by_id: dict[str, str] = {}
+    for i, m in enumerate(turns):
+        turn: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.tool_calls:
+            turn["tool_calls"] = []
+            for k, c in enumerate(m.tool_calls):
+                call_id = c.id or f"call_{i}_{k}"
+                by_name[c.name], by_id[call_id] = call_id, c.name
+                turn["tool_calls"].append({"id": call_id, "name": c.name,
+                                           "arguments": c.arguments})
+        if m.images:
+            turn["images"] = [case.image(name).message_part() for name in m.images]
+        if m.role == "tool":
+            turn["tool_call_id"] = m.tool_call_id or by_name.get(m.name or "", m.name)
+            turn["name"] = m.name or by_id.get(m.tool_call_id or "", "")
+        out.append(turn)
+    return out
+
+
+def build_messages(model: LoadedModel, case: Case) -> list[dict[str, Any]]:
     """The chat messages a model config sends for a canary (system prompt, template, turns)."""
-    messages: list[dict[str, str]] = []
+    messages: list[dict[str, Any]] = []
     has_system = case.messages is not None and any(m.role == "system" for m in case.messages)
     if model.system_prompt and not has_system:
         messages.append({"role": "system", "content": model.system_prompt})
     if case.messages is not None:
-        messages += [{"role": m.role, "content": m.content} for m in case.messages]
+        messages += _turns(case.messages, case)
         return messages
     if model.prompt_template is not None:
         text = render_text(model.prompt_template, {
@@ -55,7 +80,10 @@ def build_messages(model: LoadedModel, case: Case) -> list[dict[str, str]]:
         text = f"Context:\n{case.context}\n\nQuestion: {case.prompt}"
     else:
         text = case.prompt or ""
-    messages.append({"role": "user", "content": text})
+    turn: dict[str, Any] = {"role": "user", "content": text}
+    if case.images:
+        turn["images"] = [case.image(name).message_part() for name in case.images]
+    messages.append(turn)
     return messages
 
 

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evalgate.grading import jsonschema_lite
+from evalgate.grading import tool_checks
+from evalgate.grading.outcome import CheckOutcome
+from evalgate.spec import jsonschema_lite
 from evalgate.text.tokens import (
     DEFAULT_NORMALISE,
     find_fact,
@@ -24,12 +26,6 @@ from evalgate.text.tokens import (
     states,
     tokens,
 )
-
-
-@dataclass(frozen=True)
-class CheckOutcome:
-    passed: bool
-    detail: str
 
 
 @dataclass(frozen=True)
@@ -224,7 +220,8 @@ def run_check(check: str, answer: str, params: dict[str, Any]) -> CheckOutcome:
 def _combine(answer: str, params: dict[str, Any]) -> list[tuple[str, CheckOutcome]]:
     out = []
     for sub in params["checks"]:
-        sub_params = {**sub.params, "output_tokens": params.get("output_tokens")}
+        sub_params = {**sub.params, "output_tokens": params.get("output_tokens"),
+                      "tool_calls": params.get("tool_calls")}
         out.append((sub.id, run_check(sub.check, answer, sub_params)))
     return out
 
@@ -273,11 +270,18 @@ CHECKS: dict[str, CheckSpec] = {
     "all_of": CheckSpec(all_of, ("checks",)),
     "any_of": CheckSpec(any_of, ("checks",)),
     "one_of": CheckSpec(one_of, ("checks",)),
+    "tool_called": CheckSpec(tool_checks.tool_called, ()),
+    "tool_args_valid": CheckSpec(tool_checks.tool_args_valid, ()),
+    "tool_args_match": CheckSpec(tool_checks.tool_args_match, ()),
+    "no_tool_call": CheckSpec(tool_checks.no_tool_call, ()),
+    "tool_sequence": CheckSpec(tool_checks.tool_sequence, ()),
     "grounded": CheckSpec(_graded_elsewhere, ()),
     "judge": CheckSpec(_graded_elsewhere, ()),
 }
 BUILTIN_CHECKS = frozenset(CHECKS)
 COMBINATORS = frozenset({"all_of", "any_of", "one_of"})
+TOOL_CHECKS = frozenset({"tool_called", "tool_args_valid", "tool_args_match", "no_tool_call",
+                         "tool_sequence"})
 JUDGED = frozenset({"grounded", "judge"})  # need a judge model (grounded: for undecided claims)
 
 

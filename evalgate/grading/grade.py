@@ -10,7 +10,7 @@ from evalgate.engine.persist import open_cache
 from evalgate.grading.checks import CHECKS, run_check
 from evalgate.grading.judge import JudgeKey, JudgeOutcome, JudgeRequest, JudgeRun, run_judge
 from evalgate.grading.rubrics import ResolvedCriterion
-from evalgate.results import ClaimResult, CriterionResult, IfJudged, Record
+from evalgate.results import ClaimResult, CriterionResult, IfJudged, Record, ToolCall
 from evalgate.sim.launch import simulator_for
 from evalgate.text.grounding import split_and_score
 
@@ -40,7 +40,8 @@ def grade(record: Record, criteria: list[ResolvedCriterion], judged: JudgeRun | 
         elif criterion.check == "grounded":
             result = _grounded_result(record, criterion, outcomes)
         else:
-            params = {**criterion.params, "output_tokens": record.output_tokens}
+            params = {**criterion.params, "output_tokens": record.output_tokens,
+                      "tool_calls": [t.model_dump() for t in record.tool_calls]}
             outcome = run_check(criterion.check, record.text, params)
             result = CriterionResult(id=criterion.id, kind=criterion.kind,
                                      check=criterion.check, passed=outcome.passed,
@@ -246,6 +247,12 @@ def grading_phase(project: Any, records: Sequence[Record], concurrency: int,
                     cache.close()
     for record in records:
         entry = entries[record.key]
+        record.images = [i.name for i in entry.case.image_refs()]
+        expected = entry.case.expected.tool_call
+        if expected is not None:  # shown beside the answer's calls in the reports
+            shown = expected.model_dump(mode="json", exclude_none=True, exclude={"name"})
+            record.expected_tool_call = ToolCall(name=expected.name, arguments=(
+                shown.get("arguments") if list(shown) == ["arguments"] else shown or None))
         grade(record, entry.criteria, judged, getattr(entry, "min_score", None))
     agreements = [o.agreement for o in judged.outcomes.values() if o.agreement is not None]
     return GradingSummary(

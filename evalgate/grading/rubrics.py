@@ -13,15 +13,16 @@ from jinja2 import TemplateError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evalgate.errors import ConfigError, Problem
-from evalgate.grading import jsonschema_lite
 from evalgate.grading.checks import (
     CHECKS,
     COMBINATORS,
     ENTRY_POINT_ERRORS,
     JUDGED,
+    TOOL_CHECKS,
     load_entry_point_checks,
 )
 from evalgate.grading.judge import load_judge_template
+from evalgate.spec import jsonschema_lite
 from evalgate.spec.canaries import Case, case_key
 from evalgate.spec.templating import check_template, is_template, render_value
 from evalgate.spec.yamlio import load_yaml, problems_from_validation
@@ -254,6 +255,8 @@ def _resolve(criterion: Criterion, top: str, rubric: Rubric, case: Case,
         params.update(context=case.context, supported_at=criterion.supported_at,
                       unsupported_below=criterion.unsupported_below,
                       undecided=criterion.undecided)
+    elif check in TOOL_CHECKS:
+        params.update(_tool_params(case))
     elif check == "judge":
         params.update(template_text=rubric.templates.get(criterion.id, ""),
                       template=criterion.template, judge_samples=criterion.judge_samples,
@@ -263,6 +266,16 @@ def _resolve(criterion: Criterion, top: str, rubric: Rubric, case: Case,
                   **{k: _render(v, context, rubric, top, f"params.{k}", case_label)
                      for k, v in criterion.params.items()}}
     return ResolvedCriterion(criterion.id, check, criterion.kind, params, criterion.weight)
+
+
+def _tool_params(case: Case) -> dict[str, Any]:
+    """What the tool checks read of a canary: its tools, expected call and sequence, and the
+    names of the calls in its earlier turns."""
+    expected = case.expected.tool_call
+    return {"tools": [t.model_dump(mode="json") for t in case.tools or []],
+            "expected": expected.model_dump(mode="json") if expected is not None else None,
+            "sequence": list(case.expected.tool_sequence or []),
+            "history": [c.name for m in case.messages or [] for c in m.tool_calls or []]}
 
 
 def _coerce(field: str, value: Any, rubric: Rubric, criterion: Criterion, label: str) -> Any:

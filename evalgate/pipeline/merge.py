@@ -88,6 +88,8 @@ def merge_results(results: Sequence[RunResult]) -> RunResult:
     decision = decide_gate(settings, records, base_records if has_baseline else None,
                            first.samples)
     extras = redecided_extras(settings, results, records, first.samples)
+    # every shard counted the whole project's canaries against the window: the same item
+    extras += [v for v in first.verdicts if v.guardrail == "context_window"][:1]
     if extras:
         decision["verdicts"] = [*decision["verdicts"], *extras]
         decision["verdict"] = overall_verdict([v.verdict for v in decision["verdicts"]])

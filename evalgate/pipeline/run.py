@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import platform
@@ -42,9 +43,17 @@ from evalgate.gate.verdicts import overall_verdict
 from evalgate.grading.grade import GradingSummary, combine_gradings, grade, grading_phase
 from evalgate.grading.rubrics import CaseEntry
 from evalgate.pipeline.project import Project
+from evalgate.pipeline.window import (
+    WindowCheck,
+    check_window,
+    overflow_record,
+    routed,
+    window_verdict,
+)
 from evalgate.results import (
     STOPPED_CLASS,
     BaselineInfo,
+    CanaryImage,
     ComparisonInfo,
     ConfigCalls,
     ModelInfo,
@@ -93,14 +102,17 @@ async def run_looks(jobs: list[list[Step]], concurrency: int, looks: SequentialG
 def make_calls(project: Project, selected: Collection[str] | None, concurrency: int,
                baseline_model: LoadedModel | None, persist: Persistence | None = None,
                looks: SequentialGate | None = None,
-               progress: Callable[[CallMonitor], None] | None = None
+               progress: Callable[[CallMonitor], None] | None = None,
+               window: WindowCheck | None = None
                ) -> tuple[list[Record], list[Record], dict[str, list[Record]]]:
     """Make every candidate's calls and, for a live baseline, the baseline's: each canary's
     requests to all configs go back to back in a random (seeded) order on one lane. With
     `persist`, finished calls are journaled and cached, and journaled/cached answers are not
     asked for again; with `looks`, the calls go in look-sized batches that stop once a look
-    decides; `progress` sees the counts after every finished call. Returns the first
-    candidate's records, the baseline's, and each further candidate's (by its name)."""
+    decides; `progress` sees the counts after every finished call; the first candidate's
+    calls of canaries over its `window` (on_overflow: error) are not made, they are errors.
+    Returns the first candidate's records, the baseline's, and each further candidate's (by
+    its name)."""
     cfg = project.gate.config
     cand_calls = select_calls(plan_calls(project.candidate, project.entries, cfg.samples),
                               selected)
@@ -128,12 +140,21 @@ def make_calls(project: Project, selected: Collection[str] | None, concurrency: 
             for job, call in zip(jobs, alt_calls, strict=True):
                 job.insert(order.randrange(len(job) + 1), (run, call, alt.name))
 
+        skip = window.overflow if window is not None and window.mode == "error" else {}
+        overflow = [overflow_record(c, CANDIDATE, window) for c in cand_calls
+                    if c.entry.key in skip and window is not None]
+        if skip:  # no call for them: they are errors from the start
+            jobs = [kept for job in jobs if (kept := [
+                step for step in job if step[2] != CANDIDATE or step[1].entry.key not in skip])]
+
         def runner(todo: list[list[Step]]) -> list[list[Record]]:
             monitor = CallMonitor.for_jobs(todo, progress)
             return asyncio.run(run_jobs(todo, concurrency, monitor) if looks is None
                                else run_looks(todo, concurrency, looks, monitor))
 
-        if persist is None:
+        if not jobs:
+            done = []
+        elif persist is None:
             done = runner(jobs)
         else:
             identity = {"gate": project.gate.fingerprint(),
@@ -146,6 +167,10 @@ def make_calls(project: Project, selected: Collection[str] | None, concurrency: 
             key = run_key(identity, [c.record_id for c in cand_calls])
             done = persist.run(jobs, key, runner)
     records = [r for job in done for r in job]
+    if overflow:  # in the order of the calls
+        order_of = {c.record_id: i for i, c in enumerate(cand_calls)}
+        records = sorted([*records, *overflow], key=lambda r: (
+            r.config != CANDIDATE, order_of.get(r.record_id, len(order_of))))
     alts: dict[str, list[Record]] = {m.name: [] for m in project.alternatives}
     for r in records:
         if r.config in alts:
@@ -228,6 +253,10 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     persist = Persistence(project.gate.root, cache, resume)  # type: ignore[arg-type]
     fingerprints = {e.key: case_fingerprint(e) for e in project.entries}
     gradings: list[GradingSummary] = []
+    window = check_window(project.candidate, project.entries, project.gate.root,
+                          persist.cache_mode)
+    if window is not None and window.overflow and window.mode == "long_context":
+        project = dataclasses.replace(project, candidate=routed(project.candidate, window))
 
     def grade_batch(records: list[Record]) -> None:
         """Grade in place, with the judge when the rubrics need one (a sequential look)."""
@@ -236,7 +265,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
     looks = sequential_gate(project, selected, baseline, fingerprints, grade_batch)
     where = in_background(environment, project.gate.root)
     cand_records, base_records, alt_records = make_calls(project, selected, workers, live,
-                                                         persist, looks, progress)
+                                                         persist, looks, progress, window)
     alt_all = [r for recs in alt_records.values() for r in recs]
     comparison, warnings = None, []
     if baseline is not None and baseline.saved is not None:
@@ -275,6 +304,9 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         seq_info = looks.info(planned, len(all_records))
         if looks.stopped_early and not persist.partial:  # Ctrl-C saves nothing
             saved = planned - len(all_records)
+    if window is not None:  # the gate item "N canaries exceed the candidate's window"
+        decision["verdicts"] = [*decision["verdicts"], window_verdict(window)]
+        decision["verdict"] = overall_verdict([v.verdict for v in decision["verdicts"]])
     warnings = fallback_warnings(cand_records, base_records) + warnings \
         + stream_warnings(cand_records, base_records) + power_warnings(decision["verdicts"])
     warnings = reliability_notes(persist, all_records, decision) + early_stop_notes(
@@ -311,6 +343,7 @@ def run_project(project: Project, selected: Collection[str] | None = None,
         baseline_records=base_records,
         comparison=comparison,
         warnings=warnings,
+        images=canary_images(project, {r.key for r in cand_records}),
         environment=where(),
         total_cost_usd=sum(r.cost_usd or 0.0 for r in all_records if not r.cached),
         calls_from_cache=persist.from_cache,
@@ -363,6 +396,18 @@ def choose_among(project: Project, result: RunResult, alt_records: dict[str, lis
     result.leaderboard = leaderboard_of(result, base_name, cfg.gate, cfg.samples, weights)
     result.warnings += [f"candidate {a.info.name}: {w}"
                         for a in result.alternatives for w in fallback_warnings(a.records)]
+
+
+THUMBNAIL_MAX_BYTES = 64 * 1024  # larger images show by name only in the HTML report
+
+
+def canary_images(project: Project, keys: set[str]) -> dict[str, list[CanaryImage]]:
+    """The images of the run's canaries, with a data-URI thumbnail for small ones."""
+    return {e.key: [CanaryImage(name=i.name, media_type=i.media_type, bytes=i.size,
+                                sha256=i.sha256, thumbnail=f"data:{i.media_type};base64,{i.data}"
+                                if i.size <= THUMBNAIL_MAX_BYTES else None)
+                    for i in e.case.image_refs()]
+            for e in project.entries if e.key in keys and e.case.image_refs()}
 
 
 def calls_by_config(records: list[Record], reused: set[tuple[str, str]]

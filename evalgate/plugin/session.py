@@ -28,6 +28,7 @@ from evalgate.gate.guardrails import plan_guardrails
 from evalgate.gate.verdicts import blocks
 from evalgate.grading.rubrics import CaseEntry
 from evalgate.pipeline.project import Project, load_project
+from evalgate.pipeline.window import window_guardrails
 from evalgate.plugin.baselines import has_baseline, load_baseline
 from evalgate.plugin.freezing import mark_frozen
 from evalgate.plugin.nodeids import GATE_NODE, case_key, item_name, record_ids_from_nodeids
@@ -86,6 +87,7 @@ class GateSession:
 
         self.plan += extra_guardrails(project.gate.config, has_baseline(config, project),
                                       config.getoption("evalgate_shard"))
+        self.plan += window_guardrails(project.candidate)
         self._result: RunResult | None = None
         self.speculated: set[str] | None = None  # xdist: the calls made before workers collected
         self._records: dict[str, Record] | None = None

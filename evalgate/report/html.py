@@ -18,9 +18,10 @@ import base64
 import hashlib
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, partial
 from importlib import resources
 from typing import Any
@@ -34,7 +35,7 @@ from evalgate.report.choice import html_section as choice_section
 from evalgate.report.config_diff import config_rows
 from evalgate.report.production import html_section as production_section
 from evalgate.report.review import review_facts
-from evalgate.report.summary import calls_made_text, spend_text
+from evalgate.report.summary import calls_made_text, spend_text, tool_call_lines
 from evalgate.results import CriterionResult, GuardrailVerdict, Record, RunResult
 
 MAX_ANSWER_CHARS = 2000   # per answer in the canary table; the JSON keeps the full text
@@ -178,6 +179,7 @@ class Answer:
     criteria: list[CriterionResult]
     meta: str
     error: str | None
+    tools: list[str] = field(default_factory=list)  # tool calls beside the expected one
 
 
 def answer(r: Record, max_chars: int) -> Answer:
@@ -213,7 +215,7 @@ def answer(r: Record, max_chars: int) -> Answer:
     if not r.ok:
         error = f"{r.error_class or 'error'}: {r.error_message or '(no message)'}"
     return Answer(status, label, shown, preview, len(text), len(text) > max_chars,
-                  list(r.criteria), " · ".join(meta), error)
+                  list(r.criteria), " · ".join(meta), error, tool_call_lines(r))
 
 
 @dataclass
@@ -221,6 +223,22 @@ class Sample:
     n: int
     cand: Answer | None
     base: Answer | None
+
+
+# Only what evalgate writes for a canary image: a PNG/JPEG/GIF/WebP data URI (a saved result
+# could have been edited; anything else shows as the file name).
+_THUMBNAIL = re.compile(r"data:image/(?:png|jpeg|gif|webp);base64,[A-Za-z0-9+/]+={0,2}")
+
+
+@dataclass(frozen=True)
+class Thumb:
+    name: str
+    src: str | None
+
+
+def thumbs(result: RunResult, key: str) -> list[Thumb]:
+    return [Thumb(i.name, i.thumbnail if i.thumbnail and _THUMBNAIL.fullmatch(i.thumbnail)
+                  else None) for i in result.images.get(key, [])]
 
 
 @dataclass
@@ -236,6 +254,7 @@ class Canary:
     rank: tuple[Any, ...]
     latency: float
     cost: float
+    images: list[Thumb] = field(default_factory=list)
 
 
 def _passes(records: Sequence[Record]) -> int:
@@ -283,7 +302,7 @@ def canaries(result: RunResult, tag_ids: dict[str, int], max_chars: int) -> list
                           else "not in baseline" if has_baseline else ""),
             samples=samples, rank=(rank_group, -delta, c_rate, key),
             latency=sum(lat) / len(lat) if lat else 0.0,
-            cost=sum(r.cost_usd or 0.0 for r in recs)))
+            cost=sum(r.cost_usd or 0.0 for r in recs), images=thumbs(result, key)))
     out.sort(key=lambda c: c.rank)
     return out
 
@@ -458,9 +477,15 @@ def _asset(name: str) -> str:
     return resources.files("evalgate.report").joinpath("templates", name).read_text("utf-8")
 
 
-def _csp(script: str) -> str:
+NO_IMAGES = "'none'"
+
+
+def _csp(script: str, images: bool = False) -> str:
+    """Nothing but the inline script and style; `data:` images only when the run has canary
+    thumbnails (an image cannot run script)."""
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
-    return ("default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; "
+    return ("default-src 'none'; style-src 'unsafe-inline'; "
+            f"img-src {'data:' if images else NO_IMAGES}; "
             f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'")
 
 
@@ -555,7 +580,7 @@ def render_html(result: RunResult, *, max_answer_chars: int = MAX_ANSWER_CHARS,
                            if has_baseline else "") for m, v in result.metrics.items()],
         "style": Markup(_asset("report.css")),  # our own constant stylesheet
         "script": Markup(script),  # our own constant script, allowed by its hash
-        "csp": _csp(script),
+        "csp": _csp(script, any(t.src for c in items for t in c.images)),
         "page_data": json_for_script({"pageSize": page_size, "total": len(items),
                                       "runId": result.run_id}),
         "level_pct": level_pct,

@@ -36,7 +36,13 @@ from evalgate.report.mdtext import (
 )
 from evalgate.report.production import markdown_lines
 from evalgate.report.review import review_facts
-from evalgate.report.summary import canary_problem, gate_cells, spend_text
+from evalgate.report.summary import (
+    canary_problem,
+    gate_cells,
+    image_lines,
+    spend_text,
+    tool_call_lines,
+)
 from evalgate.results import GuardrailVerdict, Record, RunResult
 
 MAX_ROWS = 50
@@ -106,7 +112,8 @@ def _first_line(record: Record) -> str:
 def _answer(record: Record) -> str:
     if not record.ok:
         return f"[call failed: {record.error_class}] {record.error_message or ''}"
-    return record.text or ""
+    return "\n".join([record.text or "", *tool_call_lines(record), *image_lines(record)]
+                     ).strip("\n")
 
 
 def _excerpt(canary: Canary) -> list[str]:

@@ -3,9 +3,11 @@ JUnit, Markdown and the CLI. No pytest here: reports and the CLI import it witho
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from evalgate.gate.verdicts import fmt
 from evalgate.report.choice import terminal_lines as choice_lines
@@ -27,6 +29,31 @@ def one_line(text: str) -> str:
     return _UNSAFE.sub(lambda m: _NAMED.get(m.group(), f"\\u{ord(m.group()):04x}"), text)
 
 
+def _call_text(name: str, arguments: Any) -> str:
+    try:
+        args = json.dumps(arguments, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
+    except (TypeError, ValueError):
+        args = repr(arguments)
+    return one_line(f"{name}({args if len(args) <= 300 else args[:300] + '...'})")
+
+
+def tool_call_lines(record: Record) -> list[str]:
+    """The answer's tool calls beside the canary's expected call, one line each (model
+    output: passed through `one_line`; the renderers escape it like any answer)."""
+    lines = [f"tool call: {_call_text(t.name, t.arguments)}" for t in record.tool_calls]
+    expected = record.expected_tool_call
+    if expected is not None:
+        if not record.tool_calls:
+            lines.append("tool call: (none)")
+        lines.append(f"expected: {_call_text(expected.name, expected.arguments)}")
+    return lines
+
+
+def image_lines(record: Record) -> list[str]:
+    """The canary's image files by name (the HTML report shows small ones as thumbnails)."""
+    return [one_line("images: " + ", ".join(record.images))] if record.images else []
+
+
 def canary_problem(record: Record) -> str | None:
     """Why a canary fails, in a few lines a developer can act on; None when it holds.
     Everything the model or provider wrote is passed through `one_line`."""
@@ -44,7 +71,7 @@ def canary_problem(record: Record) -> str | None:
                                       for c in failed)]
     answer = record.text or ""
     lines.append("answer: " + one_line(answer if len(answer) <= 500 else answer[:500] + "..."))
-    return "\n".join(lines)
+    return "\n".join(lines + tool_call_lines(record) + image_lines(record))
 
 
 def failure_text(verdict: GuardrailVerdict) -> str:

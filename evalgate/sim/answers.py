@@ -30,11 +30,16 @@ class SimCase:
     facts: tuple[str, ...] = ()
     forbidden: tuple[str, ...] = ()
     reference: str | None = None
+    # a tool canary: the call to answer with (name, arguments as JSON) and its tool's
+    # parameter names (so an invented argument is one the schema does not have)
+    tool_call: tuple[str, str] | None = None
+    tool_params: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Accept lists (e.g. straight from YAML) but keep the dataclass immutable and hashable.
         object.__setattr__(self, "facts", tuple(self.facts))
         object.__setattr__(self, "forbidden", tuple(self.forbidden))
+        object.__setattr__(self, "tool_params", tuple(self.tool_params))
 
 
 def _tokens(text: str, chars_per_token: float) -> int:

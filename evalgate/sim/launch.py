@@ -4,6 +4,7 @@ model's profile, taught the run's canaries (their facts, forbidden claims and re
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -11,13 +12,26 @@ from evalgate.sim.answers import SimCase
 from evalgate.spec.canaries import Case
 from evalgate.spec.config import LoadedModel
 from evalgate.spec.sim_profile import SimProfile
+from evalgate.spec.tools import example_arguments
 
 
 def sim_cases(entries: Sequence[Any]) -> list[SimCase]:
     """The simulator's view of canary entries (anything with `key` and `case`)."""
     return [SimCase(key=e.key, prompt=e.case.user_text, facts=tuple(e.case.expected.facts),
                     forbidden=tuple(e.case.expected.forbidden),
-                    reference=_sim_answer(e.case)) for e in entries]
+                    reference=_sim_answer(e.case), **_sim_tool(e.case)) for e in entries]
+
+
+def _sim_tool(case: Case) -> dict[str, Any]:
+    """The call a tool canary is answered with, and the expected tool's parameter names."""
+    expected = case.expected.tool_call
+    if expected is None:
+        return {}
+    tool = next((t for t in case.tools or [] if t.name == expected.name), None)
+    params = tuple((tool.function.parameters.get("properties") or {}) if tool else ())
+    parameters = tool.function.parameters if tool is not None else None
+    return {"tool_call": (expected.name, json.dumps(example_arguments(expected, parameters))),
+            "tool_params": params}
 
 
 def _sim_answer(case: Case) -> str | None:

@@ -52,6 +52,7 @@ from evalgate.sim.faults import (
 from evalgate.sim.http import _MAX_BODY, _READ_CHUNK, _dumps, _Headers, _keep_alive, _response
 from evalgate.sim.judge import judge_reply
 from evalgate.sim.streaming import StreamPlan, has_stream_faults, stream_draws, timing
+from evalgate.sim.tools import tool_answer
 from evalgate.sim.wire import _ROUTES, _AnthropicRoute, _BadRequest, _empty_answer, _Result, _Route
 from evalgate.spec.sim_profile import SimProfile
 
@@ -327,46 +328,22 @@ class SimServer:
         path = request.target.split(b"?", 1)[0].decode("latin-1")
         method = request.method
         route = _ROUTES.get(path)
+
+        def error(message: str, code: str | None = None) -> bytes:
+            err = {"message": message, "type": "invalid_request_error"}
+            return _dumps({"error": {**err, "code": code} if code else err})
+
         if route is None:
             if path == "/health" and method == b"GET":
                 return 200, [], b'{"status":"ok"}'
             if path == "/stats" and method == b"GET":
                 return 200, [], _dumps(self.stats.snapshot())
             if path in ("/health", "/stats"):
-                return (
-                    405,
-                    [(b"allow", b"GET")],
-                    _dumps(
-                        {
-                            "error": {
-                                "message": "method not allowed",
-                                "type": "invalid_request_error",
-                            }
-                        }
-                    ),
-                )
+                return 405, [(b"allow", b"GET")], error("method not allowed")
             self.stats.record(path, None, "not_found")
-            return (
-                404,
-                [],
-                _dumps(
-                    {
-                        "error": {
-                            "message": f"unknown path {path}",
-                            "type": "invalid_request_error",
-                            "code": "not_found",
-                        }
-                    }
-                ),
-            )
+            return 404, [], error(f"unknown path {path}", "not_found")
         if method != b"POST":
-            return (
-                405,
-                [(b"allow", b"POST")],
-                _dumps(
-                    {"error": {"message": "method not allowed", "type": "invalid_request_error"}}
-                ),
-            )
+            return 405, [(b"allow", b"POST")], error("method not allowed")
         headers = {k: v for k, v in request.headers if k.startswith(b"x-evalgate-")}
         self.stats.enter()
         try:
@@ -543,8 +520,11 @@ class SimServer:
             answer = _vary_answer(profile, f"{model_name}\x1f{digest}", sample, answer)
         if profile.judge is not None:
             answer = judge_reply(profile.judge, call.prompt_text, profile.seed, sample)
-        completion_tokens = _tokens(answer, cpt)
-        truncated = call.max_tokens is not None and completion_tokens > call.max_tokens
+        tool = tool_answer(case, profile, stream_key) if call.has_tools else None
+        answer = "" if tool is not None else answer
+        completion_tokens = _tokens(json.dumps(tool) if tool else answer, cpt)
+        truncated = call.max_tokens is not None and completion_tokens > call.max_tokens \
+            and tool is None
         if truncated:
             assert call.max_tokens is not None
             answer = answer[: max(1, int(call.max_tokens * cpt))]
@@ -573,7 +553,8 @@ class SimServer:
 
         if reset:
             raise _Sever("reset")
-        result = _Result(answer, prompt_tokens, completion_tokens, truncated, next(self._ids))
+        result = _Result(answer, prompt_tokens, completion_tokens, truncated, next(self._ids),
+                         tool)
         body = route.success(call, result, profile)
         payload = _dumps(_empty_answer(body) if empty and outcome == "empty_choices" else body)
         if stall_body:

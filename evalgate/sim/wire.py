@@ -4,6 +4,7 @@ errors out in each protocol's own shape)."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ class _Call:
     sample: str | None
     stream: bool = False  # answer as a stream (evalgate/sim/streaming.py)
     include_usage: bool = False  # OpenAI's stream_options.include_usage: a final usage chunk
+    has_tools: bool = False  # the request offers tools: a tool canary is answered with a call
 
 
 @dataclass(slots=True)
@@ -37,6 +39,7 @@ class _Result:
     completion_tokens: int
     truncated: bool
     n: int
+    tool_call: dict[str, Any] | None = None  # {id, name, arguments}: the answer is this call
 
 
 def _content_text(content: Any) -> str:
@@ -72,7 +75,7 @@ def _messages(body: dict[str, Any]) -> tuple[list[str], str]:
             raise _BadRequest("each message needs a 'role' and 'content'")
         text = _content_text(msg.get("content"))
         texts.append(text)
-        if msg["role"] == "user":
+        if msg["role"] == "user" and (text or not last_user):  # not a tool_result-only turn
             last_user = text
     return texts, last_user
 
@@ -102,6 +105,7 @@ def _streaming(call: _Call, body: dict[str, Any]) -> _Call:
     options = body.get("stream_options")
     call.stream = body.get("stream") is True
     call.include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    call.has_tools = isinstance(body.get("tools"), list) and bool(body["tools"])
     return call
 
 
@@ -181,6 +185,12 @@ class _OpenAIRoute(_Route):
                 }
             ],
         }
+        if res.tool_call is not None:
+            tool = res.tool_call
+            out["choices"][0].update(finish_reason="tool_calls", message={
+                "role": "assistant", "content": None, "tool_calls": [{
+                    "id": tool["id"], "type": "function", "function": {
+                        "name": tool["name"], "arguments": json.dumps(tool["arguments"])}}]})
         if profile.report_usage:
             out["usage"] = {
                 "prompt_tokens": res.prompt_tokens,
@@ -229,6 +239,11 @@ class _AnthropicRoute(_Route):
             "stop_reason": "max_tokens" if res.truncated else "end_turn",
             "stop_sequence": None,
         }
+        if res.tool_call is not None:
+            tool = res.tool_call
+            out.update(stop_reason="tool_use", content=[{
+                "type": "tool_use", "id": tool["id"], "name": tool["name"],
+                "input": tool["arguments"]}])
         if profile.report_usage:
             out["usage"] = {
                 "input_tokens": res.prompt_tokens,

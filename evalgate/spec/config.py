@@ -17,6 +17,7 @@ from evalgate.errors import ConfigError, MissingSecretError, Problem
 from evalgate.spec.production import DeterminismSpec, LoadSpec, TrafficSpec
 from evalgate.spec.routing import load_router
 from evalgate.spec.sim_profile import SimProfile
+from evalgate.spec.window import load_tokenizer
 from evalgate.spec.yamlio import (
     LineMap,
     digest,
@@ -339,6 +340,18 @@ class ModelConfig(Strict):
     # Take inline reasoning (`<think>...</think>` before the answer) off the text before
     # grading; unset means on (false grades the text as written).
     strip_reasoning: bool | None = None
+    # The context window: a canary whose estimated prompt plus max_output_tokens exceeds it
+    # is not sent; it is an error (`on_overflow: error`) or goes to the `long_context` model.
+    # `tokenizer`: a local tokenizer.json (path from this file) for exact prompt counts.
+    context_window: int | None = Field(None, ge=1)
+    max_output_tokens: int | None = Field(None, ge=1)
+    tokenizer: str | None = None
+    on_overflow: Literal["error", "long_context"] | None = None
+    long_context: str | None = None
+
+    @property
+    def overflow_mode(self) -> str:
+        return self.on_overflow or ("long_context" if self.long_context else "error")
 
     @model_validator(mode="after")
     def _provider_needs(self) -> ModelConfig:
@@ -358,6 +371,13 @@ class ModelConfig(Strict):
                               "package.module:function'", "provider")
         if self.callable and ":" not in self.callable:
             raise field_error("callable", "'callable' must look like 'package.module:function'")
+        if self.overflow_mode == "long_context" and not self.long_context:
+            raise field_error("on_overflow", "'on_overflow: long_context' needs 'long_context: "
+                              "<model config>'")
+        if (self.long_context or self.max_output_tokens) and self.context_window is None:
+            raise field_error("context_window", "'long_context' and 'max_output_tokens' go with "
+                              "'context_window' (the window they are measured against)",
+                              "long_context" if self.long_context else "max_output_tokens")
         if self.sim is not None and self.provider != "sim":
             raise field_error("sim", "'sim' (a simulator profile) only goes with provider 'sim'")
         if "stream" in self.params:
@@ -380,7 +400,8 @@ class ModelConfig(Strict):
 
 # Settings added after configs were first fingerprinted: left out of the fingerprint while
 # unset, so a config that does not use them keeps the fingerprint (and cache) it had.
-LATER_SETTINGS = ("max_concurrency", "strip_reasoning")
+LATER_SETTINGS = ("max_concurrency", "strip_reasoning", "context_window", "max_output_tokens",
+                  "tokenizer", "on_overflow", "long_context")
 LATER_PRICING = ("cached_input_per_mtok", "cache_write_per_mtok", "from_header")
 
 
@@ -406,6 +427,8 @@ class LoadedModel:
     # A router config (evalgate/spec/routing.py): `config` and the prompts are its default route's.
     router: Any = field(default=None, compare=False)
     fallback: LoadedModel | None = None
+    long_context: LoadedModel | None = None  # where canaries too long for the window go
+    tokenizer: Any = field(default=None, compare=False)  # a tokenizers.Tokenizer, or None
 
     def fingerprint(self) -> str:
         """Changes whenever anything that can change an answer or its price changes."""
@@ -424,6 +447,8 @@ class LoadedModel:
         drop_unset(payload)
         if self.fallback is not None:  # only then: configs without one keep their fingerprint
             payload["fallback"] = self.fallback.fingerprint()
+        if self.long_context is not None:
+            payload["long_context"] = self.long_context.fingerprint()
         return digest(payload)
 
     def describe(self) -> dict[str, Any]:
@@ -508,27 +533,32 @@ def load_model_config(path: Path, root: Path, reader: Reader = read_text,
                                   lines.line_of(("fallback",)), "fallback"))
     if config.fallback is not None:
         fallback = load_fallback(config.fallback, path, root, reader, shown, lines)
+    long_model = None if config.long_context is None else load_fallback(
+        config.long_context, path, root, reader, shown, lines, "long_context")
+    tokenizer = None if config.tokenizer is None else load_tokenizer(
+        path.parent / config.tokenizer, shown, lines.line_of(("tokenizer",)))
     return LoadedModel(config, path, config.name or path.stem, system_prompt, template,
-                       fallback=fallback)
+                       fallback=fallback, long_context=long_model, tokenizer=tokenizer)
 
 
 def load_fallback(name: str, path: Path, root: Path, reader: Reader, shown: str,
-                  lines: LineMap) -> LoadedModel:
-    """The `fallback:` model config, validated now (its own errors name its own file)."""
-    line = lines.line_of(("fallback",))
+                  lines: LineMap, key: str = "fallback") -> LoadedModel:
+    """The `fallback:` (or `long_context:`) model config, validated now (its own errors name
+    its own file)."""
+    line = lines.line_of((key,))
     target = path.parent / name
     try:
         same = target.resolve() == path.resolve()
     except (OSError, ValueError, RuntimeError) as exc:
-        raise ConfigError(Problem(shown, f"bad path {name!r}: {exc}", line, "fallback")) from None
+        raise ConfigError(Problem(shown, f"bad path {name!r}: {exc}", line, key)) from None
     if same:
-        raise ConfigError(Problem(shown, "a model cannot be its own fallback", line, "fallback"))
-    own = display_path(target, root) if reader is read_text else f"{shown} (fallback: {name})"
+        raise ConfigError(Problem(shown, f"a model cannot be its own {key}", line, key))
+    own = display_path(target, root) if reader is read_text else f"{shown} ({key}: {name})"
     try:
         reader(target, own)
     except ConfigError as exc:  # a missing file is this config's mistake: point at the key
         raise ConfigError(Problem(shown, f"{name!r}: {exc.problems[0].message}", line,
-                                  "fallback")) from None
+                                  key)) from None
     return load_model_config(target, root, reader, own, is_fallback=True)
 
 

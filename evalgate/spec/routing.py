@@ -26,8 +26,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalgate.errors import ConfigError, Problem
-from evalgate.spec.canaries import Case
-from evalgate.spec.expr import ExprError, Node, compile_condition, evaluate
+from evalgate.spec.canaries import Case, case_key
+from evalgate.spec.expr import ExprError, Lit, Node, compile_condition, evaluate
 from evalgate.spec.yamlio import LineMap, digest, parse_yaml, validate
 from evalgate.text.tokens import estimate_tokens
 
@@ -103,6 +103,31 @@ class Router:
             "routes": [[r.name, r.when, r.model.fingerprint()] for r in self.routes],
             "default": self.default.fingerprint(),
             "fallback": self.fallback.fingerprint() if self.fallback is not None else None})
+
+
+LONG_ROUTE = "long_context"
+
+
+@dataclass(frozen=True)
+class OverflowRouter(Router):
+    """A model config with `long_context:` as a router: the canaries too long for its window
+    (their keys, decided before the run) go to the long-context model, the rest to the model
+    itself; per-route metrics then show both."""
+
+    overflow: frozenset[str] = frozenset()
+
+    def select(self, set_name: str, case: Case) -> tuple[str, Any]:
+        if case_key(set_name, case.id) in self.overflow:
+            return LONG_ROUTE, self.routes[0].model
+        return DEFAULT_ROUTE, self.default
+
+
+def overflow_router(model: Any, long_model: Any, overflow: frozenset[str], why: str) -> Router:
+    """The router for `model`'s overflowing canaries; `why` (the window and a digest of the
+    keys) is the route's condition text, so the fingerprint changes with the canaries."""
+    keys = digest(sorted(overflow))
+    return OverflowRouter((Route(LONG_ROUTE, f"{why} [{keys}]", Lit(True, 0),
+                                 long_model),), model, None, overflow)
 
 
 def case_fields(set_name: str, case: Case) -> dict[str, Any]:

@@ -38,6 +38,8 @@ class SimProfile(BaseModel):
     stall_s: float = Field(30.0, ge=0)
     malformed_rate: float = Field(0.0, ge=0, le=1)
     hallucination_rate: float = Field(0.0, ge=0, le=1)
+    # a tool canary's call is wrong this often: a tool not offered, or an invented argument
+    tool_error_rate: float = Field(0.0, ge=0, le=1)
     context_window: int = Field(128000, ge=1)
     chars_per_token: float = Field(4.0, gt=0)
     report_usage: bool = True

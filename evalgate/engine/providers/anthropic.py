@@ -14,6 +14,7 @@ from evalgate.engine.providers.base import (
     malformed,
     raise_for_status,
 )
+from evalgate.engine.providers.parts import anthropic_messages, anthropic_tool_fields
 from evalgate.engine.providers.shapes import STOP_CLASSES, anthropic_tool_calls, anthropic_usage
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -32,8 +33,9 @@ class AnthropicProvider:
 
     def build(self, call: Any) -> HttpRequest:
         system = "\n\n".join(m["content"] for m in call.messages if m["role"] == "system")
-        turns = [m for m in call.messages if m["role"] != "system"]
-        body: dict[str, Any] = {"model": self.model, "messages": turns, **self.params}
+        body: dict[str, Any] = {"model": self.model,
+                                "messages": anthropic_messages(call.messages),
+                                **anthropic_tool_fields(call), **self.params}
         if system:
             body["system"] = system
         return HttpRequest("POST", self.url, self.headers, body)

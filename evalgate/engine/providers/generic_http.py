@@ -17,6 +17,7 @@ from evalgate.engine.providers.base import (
     malformed,
     raise_for_status,
 )
+from evalgate.engine.providers.parts import tools_of
 from evalgate.spec.config import HttpSpec
 from evalgate.spec.templating import render_text
 
@@ -53,6 +54,11 @@ class GenericHttpProvider:
             "system": "\n\n".join(m["content"] for m in messages if m["role"] == "system"),
             "messages": messages, "model": self.model, "params": self.params,
             "case": call.entry.case.model_dump(mode="json"), "sample": call.sample,
+            # a canary's tools (OpenAI function format) and the last user turn's images
+            # ({name, media_type, data (base64), data_uri}), for the body template
+            "tools": tools_of(call),
+            "images": next((list(m.get("images") or []) for m in reversed(messages)
+                            if m["role"] == "user"), []),
         }
         try:
             body = json.loads(render_text(self.spec.body, context))

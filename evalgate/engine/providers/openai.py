@@ -14,6 +14,7 @@ from evalgate.engine.providers.base import (
     malformed,
     raise_for_status,
 )
+from evalgate.engine.providers.parts import openai_messages, openai_tool_fields
 from evalgate.engine.providers.shapes import (
     STOP_CLASSES,
     joined_text,
@@ -38,7 +39,8 @@ class OpenAIProvider:
         if self.case_headers:  # lets the simulator answer from the canary's references
             headers = {**headers, "x-evalgate-case": call.entry.key,
                        "x-evalgate-sample": str(call.sample)}
-        body = {"model": self.model, "messages": call.messages, **self.params}
+        body = {"model": self.model, "messages": openai_messages(call.messages),
+                **openai_tool_fields(call), **self.params}
         return HttpRequest("POST", self.url, headers, body)
 
     def parse(self, response: httpx.Response) -> Reply:

@@ -9,6 +9,7 @@ config error at load time (`check_schema`), so a typo never silently validates e
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -146,3 +147,12 @@ def _kind(value: Any) -> str:
         if _is_type(value, name):
             return name
     return type(value).__name__
+
+
+def short_json(value: Any, limit: int = 200) -> str:
+    """A value as compact JSON (its repr when it is not JSON), cut at `limit` characters."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), sort_keys=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
