@@ -340,9 +340,11 @@ def test_nested_folders_give_slash_set_names(tmp_path: Path) -> None:
 
 def test_shipped_example_project_loads() -> None:
     loaded = load_project(REPO)
-    assert sorted(loaded.rubrics) == ["grounded", "judged", "structured", "support"]
+    assert sorted(loaded.rubrics) == ["grounded", "images", "judged", "structured", "support",
+                                     "tools"]
     assert sorted(s.name for s in loaded.canary_sets) == [
-        "account", "billing", "grounded", "judge-injection", "structured", "support"]
+        "account", "billing", "grounded", "images", "judge-injection", "structured", "support",
+        "tools"]
     assert loaded.judge is not None and loaded.judge.config.sim is not None
     total = sum(len(s.cases) for s in loaded.canary_sets)
     assert len(loaded.entries) == total

@@ -9,7 +9,7 @@ from typing import Any
 from evalgate.engine.providers.base import Reply
 from evalgate.engine.providers.shapes import STOP_CLASSES, STOP_MESSAGES
 from evalgate.results import ToolCall
-from evalgate.spec.config import Pricing
+from evalgate.spec.endpoint import Pricing
 from evalgate.text.tokens import estimate_tokens
 
 

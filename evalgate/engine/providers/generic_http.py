@@ -18,7 +18,7 @@ from evalgate.engine.providers.base import (
     raise_for_status,
 )
 from evalgate.engine.providers.parts import tools_of
-from evalgate.spec.config import HttpSpec
+from evalgate.spec.endpoint import HttpSpec
 from evalgate.spec.templating import render_text
 
 

@@ -31,7 +31,7 @@ from evalgate.engine.providers.base import (
     rate_limit_pause_s,
 )
 from evalgate.engine.providers.generic_http import lookup
-from evalgate.spec.config import HttpStream
+from evalgate.spec.endpoint import HttpStream
 
 
 @dataclass(frozen=True)
