@@ -51,7 +51,13 @@ from evalgate.sim.faults import (
 )
 from evalgate.sim.http import _MAX_BODY, _READ_CHUNK, _dumps, _Headers, _keep_alive, _response
 from evalgate.sim.judge import judge_reply
-from evalgate.sim.streaming import StreamPlan, has_stream_faults, stream_draws, timing
+from evalgate.sim.streaming import (
+    REQUEST_ARRIVED,
+    StreamPlan,
+    has_stream_faults,
+    stream_draws,
+    timing,
+)
 from evalgate.sim.tools import tool_answer
 from evalgate.sim.wire import _ROUTES, _AnthropicRoute, _BadRequest, _empty_answer, _Result, _Route
 from evalgate.spec.sim_profile import SimProfile
@@ -303,6 +309,7 @@ class SimServer:
         request: h11.Request | None = None
         chunks: list[bytes] = []
         size = 0
+        REQUEST_ARRIVED.set(None)
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
@@ -311,8 +318,12 @@ class SimServer:
                         conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
                     )
                 conn.receive_data(await reader.read(_READ_CHUNK))
+                if REQUEST_ARRIVED.get() is None:  # the request's first bytes are in
+                    REQUEST_ARRIVED.set(time.monotonic())
             elif isinstance(event, h11.Request):
                 request = event
+                if REQUEST_ARRIVED.get() is None:  # it was already buffered (pipelined)
+                    REQUEST_ARRIVED.set(time.monotonic())
             elif isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > _MAX_BODY:

@@ -10,6 +10,7 @@ profile's rate. Pieces that fall due together go out in one write.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import random
 import re
@@ -176,6 +177,13 @@ def _chunked(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+# When the connection handler read the first bytes of the request being answered: the server's
+# own TTFT runs from there, so it includes the server's parsing and answer-building time (a
+# client sees that time too) and leaves only transit and scheduling to the client's error.
+REQUEST_ARRIVED: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "evalgate_sim_request_arrived", default=None)
+
+
 @dataclass
 class StreamPlan:
     """A streamed 200 the connection handler writes: what to send, when, and which fault."""
@@ -188,7 +196,7 @@ class StreamPlan:
     per_token_s: float
     fault: str | None
     case: str
-    arrived: float = field(default_factory=time.monotonic)
+    arrived: float = field(default_factory=lambda: REQUEST_ARRIVED.get() or time.monotonic())
 
     async def write(self, writer: asyncio.StreamWriter, headers: _Headers, keep_alive: bool,
                     stats: SimStats) -> None:
@@ -246,4 +254,5 @@ class StreamPlan:
         await writer.drain()
 
 
-__all__ = ["FORMATS", "StreamDraws", "StreamPlan", "has_stream_faults", "stream_draws", "timing"]
+__all__ = ["FORMATS", "REQUEST_ARRIVED", "StreamDraws", "StreamPlan", "has_stream_faults",
+           "stream_draws", "timing"]
