@@ -242,10 +242,16 @@ class StreamingProvider:
                    in_body: list[bool], pause: Callable[[float], None]) -> StreamReply:
         """One attempt: send, then read the stream (or a plain JSON answer) as it comes."""
         request = self.build(call)
-        sent = time.perf_counter()
+        sent = [time.perf_counter()]
+
+        async def trace(event: str, info: dict[str, Any]) -> None:
+            if event.endswith("send_request_body.complete"):  # the request is on the wire
+                sent[0] = time.perf_counter()
+
         response = await client.send(
             client.build_request(request.method, request.url, headers=request.headers,
-                                 json=request.json, timeout=timeout_s), stream=True)
+                                 json=request.json, timeout=timeout_s,
+                                 extensions={"trace": trace}), stream=True)
         in_body[0] = True  # headers are in: a fault from here on is mid-body
         try:
             wait = rate_limit_pause_s(response.headers)
@@ -257,7 +263,7 @@ class StreamingProvider:
                 reply = self.parse(response)
                 return StreamReply(reply.text, reply.input_tokens, reply.output_tokens,
                                    reply.finish_reason)
-            return await self._read(response, sent)
+            return await self._read(response, sent[0])
         finally:
             await response.aclose()
 
