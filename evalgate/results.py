@@ -14,7 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-SCHEMA_VERSION = 1
+# 2: streaming timings, response details (tool calls, cache and reasoning tokens), review,
+# N candidates and the leaderboard, images; every field added is optional, so version 1
+# results still load (tests/test_cli_reports.py).
+SCHEMA_VERSION = 2
 RESULT_FILE = "evalgate.json"
 # The error class of a call the run did not make because it stopped early (a dead endpoint).
 STOPPED_CLASS = "stopped_early"

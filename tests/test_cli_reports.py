@@ -21,6 +21,9 @@ from tests.conftest import make_cases, sim_model, write_project
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA_FILE = REPO / "schemas" / "evalgate-result.schema.json"
 XSD = REPO / "tests" / "schemas" / "JUnit.xsd"
+# The result schema as version 1 was released (evalgate 0.1.0, before streaming, response
+# shapes, review, N candidates and tool/image canaries): results written then must still load.
+SCHEMA_V1 = REPO / "tests" / "schemas" / "evalgate-result.v1.schema.json"
 GATE = {"concurrency": 16, "samples": 1,
         "gate": {"on_inconclusive": "warn", "bootstrap_resamples": 1999}}
 
@@ -281,3 +284,40 @@ def test_saved_results_validate_against_the_committed_schema(runs: dict[str, Pat
         assert RunResult.model_validate(data).model_dump(mode="json") == data
     with pytest.raises(AssertionError):
         check({**json.loads(runs["main"].read_text()), "records": [{"key": 1}]}, schema, schema)
+
+
+def as_written_by(instance: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
+    """`instance` with only the fields `schema` knows: a result as an older version wrote it."""
+    if "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[-1]]
+    for option in schema.get("anyOf", []):
+        if option.get("type") != "null" and instance is not None:
+            return as_written_by(instance, option, root)
+    if isinstance(instance, dict) and "properties" in schema:
+        return {k: as_written_by(v, schema["properties"][k], root)
+                for k, v in instance.items() if k in schema["properties"]}
+    if isinstance(instance, dict) and isinstance(schema.get("additionalProperties"), dict):
+        return {k: as_written_by(v, schema["additionalProperties"], root)
+                for k, v in instance.items()}
+    if isinstance(instance, list) and "items" in schema:
+        return [as_written_by(v, schema["items"], root) for v in instance]
+    return instance
+
+
+def test_a_version_1_result_still_loads_reports_and_compares(runs: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    v1 = json.loads(SCHEMA_V1.read_text(encoding="utf-8"))
+    assert v1["version"] == 1 and SCHEMA_VERSION > 1
+    data = as_written_by(json.loads(runs["main"].read_text()), v1, v1)
+    data["schema_version"] = 1
+    check(data, v1, v1)  # exactly what version 1 wrote: nothing newer left in it
+    assert set(json.loads(runs["main"].read_text())) - set(data)  # and newer fields were cut
+    old = tmp_path / "old" / "evalgate.json"
+    old.parent.mkdir()
+    old.write_text(json.dumps(data))
+    loaded = read_result(old)
+    assert loaded.schema_version == 1 and len(loaded.records) == 80
+    assert main(["report", str(old)]) == 0
+    assert {p.name for p in old.parent.iterdir()} >= {"evalgate.html", "evalgate.xml",
+                                                        "evalgate.md"}
+    assert main(["compare", str(old), str(runs["main"])]) == 0

@@ -49,7 +49,7 @@ def test_passing_run_exits_0_and_writes_the_result(pytester: pytest.Pytester) ->
                                  "*pass_rate: candidate 100.0% (95% lower bound *) against a "
                                  "floor of 40.0%: PASS"])
     data = result_json(pytester)
-    assert data["schema_version"] == 1 and data["verdict"] == "PASS"
+    assert data["schema_version"] == 2 and data["verdict"] == "PASS"
     assert len(data["records"]) == 5 and all(r["passed"] for r in data["records"])
     assert data["counts"]["calls"] == 5 and data["metrics"]["pass_rate"] == 1.0
 
