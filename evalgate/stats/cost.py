@@ -19,10 +19,9 @@ from evalgate.stats.evidence import (
     _level,
     _paired,
     _t_p,
-    _t_summary,
     _verdict_from_bounds,
-    mde_difference,
     mde_ratio,
+    mean_against_limit,
 )
 from evalgate.stats.resampling import _resample_sums
 
@@ -230,14 +229,6 @@ def cost_budget(cand: np.ndarray, *, guardrail: str, budget: float, alpha: float
     x = _as_1d(cand, "cand")
     if budget <= 0:
         raise ValueError("budget must be > 0")
-    n = x.size
-    ts = _t_summary(x, alpha)
-    ok = n >= MIN_CANARIES_T
-    notes = [None if ok else f"only {n} canaries (need {MIN_CANARIES_T} for the t bound)"]
-    return _build(
-        guardrail=guardrail, kind="cost_budget", test="one-sided t bound on the mean cost",
-        estimate=ts.mean, baseline=None, effect=ts.mean, effect_kind="absolute",
-        ci_low=max(0.0, ts.low), ci_high=ts.high, margin=float(budget), worse="higher",
-        p_value=_t_p(x, budget, "less"), p_regression=None, n_canaries=n, n_samples=samples,
-        discordant=None, mde=mde_difference(ts.se, alpha), alpha=alpha, minimum_met=ok,
-        notes=notes)
+    return mean_against_limit(x, guardrail=guardrail, kind="cost_budget",
+                              test="one-sided t bound on the mean cost", limit=budget,
+                              worse="higher", alpha=alpha, samples=samples, nonnegative=True)

@@ -388,3 +388,23 @@ def _build(*, guardrail: str, kind: str, test: str, estimate: float | None,
 def _check_samples(samples: int) -> None:
     if samples < 1:
         raise ValueError(f"samples (K) must be >= 1, got {samples}")
+
+
+def mean_against_limit(x: np.ndarray, *, guardrail: str, kind: str, test: str, limit: float,
+                       worse: Literal["higher", "lower"], alpha: float, samples: int,
+                       nonnegative: bool = False) -> Evidence:
+    """A per-canary mean against an absolute limit with one-sided t bounds (n >= 30): the
+    cost budget and the tokens/s floor. `nonnegative`: the quantity cannot go below 0, nor
+    its lower bound."""
+    n = x.size
+    ts = _t_summary(x, alpha)
+    ok = n >= MIN_CANARIES_T
+    notes = [None if ok else f"only {n} canaries (need {MIN_CANARIES_T} for the t bound)"]
+    return _build(
+        guardrail=guardrail, kind=kind, test=test, estimate=ts.mean, baseline=None,
+        effect=ts.mean, effect_kind="absolute",
+        ci_low=max(0.0, ts.low) if nonnegative else ts.low, ci_high=ts.high,
+        margin=float(limit), worse=worse,
+        p_value=_t_p(x, limit, "less" if worse == "higher" else "greater"), p_regression=None,
+        n_canaries=n, n_samples=samples, discordant=None, mde=mde_difference(ts.se, alpha),
+        alpha=alpha, minimum_met=ok, notes=notes)

@@ -5,15 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from evalgate.stats.evidence import (
-    MIN_CANARIES_T,
     Evidence,
     _as_1d,
-    _build,
     _check_alpha,
     _check_samples,
-    _t_p,
-    _t_summary,
-    mde_difference,
+    mean_against_limit,
 )
 
 
@@ -26,15 +22,6 @@ def throughput_floor(cand: np.ndarray, *, guardrail: str, floor: float, alpha: f
     x = _as_1d(cand, "cand")
     if floor <= 0:
         raise ValueError("the tokens/s floor must be > 0")
-    n = x.size
-    ts = _t_summary(x, alpha)
-    ok = n >= MIN_CANARIES_T
-    notes = [None if ok else f"only {n} canaries (need {MIN_CANARIES_T} for the t bound)"]
-    return _build(
-        guardrail=guardrail, kind="throughput_floor",
-        test="one-sided t bound on the mean output tokens/s per canary",
-        estimate=ts.mean, baseline=None, effect=ts.mean, effect_kind="absolute",
-        ci_low=ts.low, ci_high=ts.high, margin=float(floor), worse="lower",
-        p_value=_t_p(x, floor, "greater"), p_regression=None, n_canaries=n, n_samples=samples,
-        discordant=None, mde=mde_difference(ts.se, alpha), alpha=alpha, minimum_met=ok,
-        notes=notes)
+    return mean_against_limit(x, guardrail=guardrail, kind="throughput_floor",
+                              test="one-sided t bound on the mean output tokens/s per canary",
+                              limit=floor, worse="lower", alpha=alpha, samples=samples)
