@@ -11,7 +11,6 @@ from html import unescape
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from anthropic.types import MessageParam
@@ -27,7 +26,7 @@ from evalgate.sim import SimServer
 from evalgate.sim.launch import sim_cases
 from tests.conftest import sim_model, write_project
 from tests.pngs import png
-from tests.wire_server import Canned, wire_server
+from tests.wire_server import Canned, forward_to, wire_server
 
 RED = png(4, 4, (255, 0, 0))
 RUBRIC = {"criteria": [{"id": "facts", "check": "facts"}]}
@@ -52,12 +51,6 @@ def project_at(root: Path, model: dict[str, Any], cases: list[dict[str, Any]] | 
     return root
 
 
-def _proxy(sim: SimServer) -> Any:
-    def respond(path: str, request: dict[str, Any]) -> Canned:
-        reply = httpx.post(f"{sim.base_url}{path}", json=request, timeout=5)
-        return Canned(reply.json(), reply.status_code)
-    return respond
-
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_images_reach_the_server_in_each_api_shape(tmp_path: Path, provider: str,
@@ -66,7 +59,7 @@ def test_images_reach_the_server_in_each_api_shape(tmp_path: Path, provider: str
     project = load_project(project_at(tmp_path, sim_model()))
     with SimServer(cases=sim_cases(project.entries)) as sim:
         sim.add_profile("m", {"latency_ms": 0})
-        with wire_server(_proxy(sim)) as wire:
+        with wire_server(forward_to(sim.base_url)) as wire:
             model = {"provider": provider, "model": "m", "base_url": f"{wire.base_url}/v1",
                      "api_key_env": "EVALGATE_TEST_KEY", "timeout_s": 5}
             (tmp_path / "models" / "candidate.yaml").write_text(yaml.safe_dump(model))

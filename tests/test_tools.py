@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from anthropic.types import MessageParam, ToolParam
@@ -22,7 +21,7 @@ from evalgate.results import Record
 from evalgate.sim import SimServer
 from evalgate.sim.launch import sim_cases
 from tests.conftest import sim_model, write_project
-from tests.wire_server import Canned, wire_server
+from tests.wire_server import forward_to, wire_server
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather for a city",
@@ -121,14 +120,6 @@ def test_arguments_that_differ_fail_the_match(tmp_path: Path) -> None:
     assert next(c for c in record.criteria if c.id == "valid").passed
 
 
-def _proxy(sim: SimServer) -> Any:
-    """A responder that records the request (wire_server keeps it) and forwards it to the
-    simulator, so the test sees what the provider sent and the simulator still answers."""
-    def respond(path: str, request: dict[str, Any]) -> Canned:
-        reply = httpx.post(f"{sim.base_url}{path}", json=request, timeout=5)
-        return Canned(reply.json(), reply.status_code)
-    return respond
-
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_tools_reach_the_server_in_each_api_shape(tmp_path: Path, provider: str,
@@ -137,7 +128,7 @@ def test_tools_reach_the_server_in_each_api_shape(tmp_path: Path, provider: str,
     project = load_project(project_at(tmp_path, {"provider": "sim", "model": "m"}))
     with SimServer(cases=sim_cases(project.entries)) as sim:
         sim.add_profile("m", {"latency_ms": 0})
-        with wire_server(_proxy(sim)) as wire:
+        with wire_server(forward_to(sim.base_url)) as wire:
             model = {"provider": provider, "model": "m", "base_url": f"{wire.base_url}/v1",
                      "api_key_env": "EVALGATE_TEST_KEY", "timeout_s": 5}
             (tmp_path / "models" / "candidate.yaml").write_text(yaml.safe_dump(model))

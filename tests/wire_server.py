@@ -102,3 +102,15 @@ def always(body: Any, status: int = 200, headers: dict[str, str] | None = None) 
     """A responder that sends the same response to every request."""
     canned = Canned(body, status, headers or {})
     return lambda path, request: canned
+
+
+def forward_to(base_url: str) -> Responder:
+    """A responder that forwards each request to another server (the simulator) and answers
+    with its reply: the test sees what the provider sent (the wire server keeps it) and the
+    simulator still answers."""
+    import httpx
+
+    def respond(path: str, request: dict[str, Any]) -> Canned:
+        reply = httpx.post(f"{base_url}{path}", json=request, timeout=5)
+        return Canned(reply.json(), reply.status_code)
+    return respond
