@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evalgate import __version__
+from evalgate.cli.result_files import BadInput, load_result
 
 if TYPE_CHECKING:
     from evalgate.results import RunResult
@@ -58,31 +59,6 @@ def _sim(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(server.serve_forever(on_ready=announce))
     return 0
-
-
-class BadInput(Exception):
-    """A result file that cannot be used: shown as `file: reason`, exit status 4."""
-
-
-def load_result(path: str) -> RunResult:
-    from pydantic import ValidationError
-
-    from evalgate.results import read_result
-
-    try:
-        return read_result(Path(path))
-    except FileNotFoundError:
-        raise BadInput(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path}: cannot read: {exc}") from None
-    except ValidationError as exc:
-        errors = exc.errors()
-        if errors and errors[0]["type"] == "json_invalid":
-            raise BadInput(f"{path}: not valid JSON: {errors[0]['msg']}") from None
-        where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
-        why = errors[0]["msg"] if errors else str(exc)
-        raise BadInput(f"{path}: not an evalgate result: {where}: {why} "
-                       f"({len(errors)} problem(s))") from None
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -33,28 +33,9 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_result(path: str) -> Any:
-    """A saved result, or a CatalogError saying `file: why` (file missing, not a result)."""
-    from pydantic import ValidationError
-
-    from evalgate.catalog.store import CatalogError
-    from evalgate.results import read_result
-
-    try:
-        return read_result(Path(path))
-    except FileNotFoundError:
-        raise CatalogError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"{path}: cannot read: {exc}") from None
-    except ValidationError as exc:
-        errors = exc.errors()
-        where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
-        why = errors[0]["msg"] if errors else str(exc)
-        raise CatalogError(f"{path}: not an evalgate result: {where}: {why}") from None
-
-
 def _add(args: argparse.Namespace) -> int:
     from evalgate.catalog.snapshot import snapshots_of
+    from evalgate.cli.result_files import load_result
 
     snapshots = [s for path in args.results for s in snapshots_of(load_result(path))]
     with _open(args, create=True) as catalog:
@@ -84,11 +65,12 @@ def _import(args: argparse.Namespace) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     from evalgate.catalog.store import DEFAULT_PATH, CatalogError
+    from evalgate.cli.result_files import BadInput
 
     args.catalog = getattr(args, "catalog", DEFAULT_PATH)
     try:
         return int(args.action(args))
-    except CatalogError as exc:
+    except (CatalogError, BadInput) as exc:
         print(f"evalgate catalog: {exc}", file=sys.stderr)
     except (sqlite3.Error, OSError) as exc:
         print(f"evalgate catalog: {args.catalog}: {exc}", file=sys.stderr)

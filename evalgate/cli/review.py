@@ -10,6 +10,7 @@ from typing import Any
 
 
 def _review(args: argparse.Namespace) -> int:
+    from evalgate.cli.result_files import BadInput, load_result
     from evalgate.curation.review import (
         ReviewError,
         ReviewServer,
@@ -19,7 +20,7 @@ def _review(args: argparse.Namespace) -> int:
     )
     from evalgate.errors import ConfigError
     from evalgate.pipeline.project import load_project
-    from evalgate.results import RESULT_FILE, read_result
+    from evalgate.results import RESULT_FILE
 
     try:
         project = load_project(Path.cwd(), args.config)
@@ -27,12 +28,12 @@ def _review(args: argparse.Namespace) -> int:
         if not path.exists():
             raise ReviewError(f"no result at {path}: run the gate first (pytest --evalgate) "
                               "or pass --result")
-        result = read_result(path)
+        result = load_result(str(path))
         items = build_items(project.canary_sets, result, args.sample, args.seed)
         session = ReviewSession(items, project.gate.resolve(project.gate.config.labels),
                                 reviewer_name(args.reviewer, project.gate.root))
         server = ReviewServer(session, args.port)
-    except (ConfigError, ReviewError, OSError, ValueError) as exc:
+    except (ConfigError, ReviewError, BadInput, OSError, ValueError) as exc:
         print(f"evalgate review: {exc}", file=sys.stderr)
         return 4
     answers = sum(len(i.answers) for i in items)
